@@ -5,11 +5,12 @@ shipped MOSAIC-mini, else --data) x --samples samples each, chat template applie
 (`PromptFormat.prompt_ids`). Every contender samples with the same settings: temperature 0.8,
 top-p 0.95, top-k off, --max-new-tokens, stopping at the end-of-turn or EOS token, same model,
 dtype, device and threads, all in one process:
-- ours: `evaluator.generation.HFBackend` over all requests (it sorts them by prompt length and
-  batches them with left padding), for each --batch-sizes value; with --static-cache its
-  `model.generate` calls get `cache_implementation="static"` and prompts left-padded further to
-  a multiple of --bucket tokens (a wrapper in this script; HFBackend itself is unchanged), and on
-  CUDA an untimed full run first compiles every shape;
+- ours: `evaluator.generation.HFBackend` over all requests (it sorts them by prompt length,
+  batches them with left padding and encodes each distinct prompt of a batch once, its KV cache
+  shared by its samples), for each --batch-sizes value; with --static-cache its generate calls
+  use a static cache on prompts left-padded further to a multiple of --bucket tokens (done by
+  this script's `Recorder` wrapper; HFBackend's interface is unchanged), and on CUDA an untimed
+  full run first compiles every shape;
 - single-prompt loop: `model.generate` on one request at a time (batch 1), as the paper's code
   does; --single-limit caps how many requests it runs (it is slow; tokens/s is a rate);
 - plain batch loop: requests in prompt-major order in fixed batches of --plain-batch (64), left
@@ -20,7 +21,8 @@ max_new_tokens when none is produced); padding after a finished sample is not co
 tokens/s = generated tokens / the best wall time of --repeats runs. Samples differ between
 contenders (different batching, random draws), so each is credited with its own tokens. A short
 warm-up (2 requests each) is excluded. On CUDA the model runs in bf16, synchronised around
-timings. --greedy-check K generates K prompts greedily with ours and the single loop and
+timings. --greedy-check K generates K prompts greedily with ours (each prompt twice, so the
+shared-prompt cache is used; static cache too with --static-cache) and with the single loop and
 reports how many texts are identical (a sanity check; left padding may flip near-ties).
 
     .venv/bin/python benchmarks/generate.py [--device cpu|cuda] [--prompts 16] [--samples 4]
@@ -43,7 +45,8 @@ TEMPERATURE, TOP_P, SEED = 0.8, 0.95, 1234
 
 class Recorder:
     """Stands in for the model inside HFBackend: records each generate output (to count tokens) and,
-    with static=True, asks for a static cache on bucketed prompt widths (few shapes to compile)."""
+    with static=True, generates with a static cache on prompt widths left-padded to a multiple of
+    `bucket` (few shapes to compile); a shared-prompt cache from HFBackend is copied into it."""
 
     def __init__(self, model, static: bool = False, bucket: int = 64) -> None:
         self.model, self.static, self.bucket, self.outputs = model, static, bucket, []
@@ -51,18 +54,38 @@ class Recorder:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-    def generate(self, input_ids, attention_mask, **kwargs):
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def generate(self, input_ids, attention_mask, past_key_values=None, **kwargs):
         import torch.nn.functional as F
 
         extra = 0
         if self.static:
-            kwargs["cache_implementation"] = "static"
             extra = -input_ids.shape[1] % self.bucket
             input_ids = F.pad(input_ids, (extra, 0), value=kwargs["pad_token_id"])
             attention_mask = F.pad(attention_mask, (extra, 0), value=0)
+            if past_key_values is None:
+                kwargs["cache_implementation"] = "static"
+            else:
+                past_key_values = to_static(self.model, past_key_values, extra,
+                                            input_ids.shape[1] + kwargs["max_new_tokens"])
+        if past_key_values is not None:
+            kwargs["past_key_values"] = past_key_values
         out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[:, extra:]
         self.outputs.append((out, input_ids.shape[1] - extra))
         return out
+
+
+def to_static(model, dynamic, extra: int, max_len: int):
+    """A StaticCache of max_len holding the DynamicCache's keys/values behind `extra` empty (masked) columns."""
+    import torch.nn.functional as F
+    from transformers import StaticCache
+
+    static = StaticCache(config=model.config, max_cache_len=max_len)
+    for target, layer in zip(static.layers, dynamic.layers):
+        target.update(F.pad(layer.keys, (0, 0, extra, 0)), F.pad(layer.values, (0, 0, extra, 0)))
+    return static
 
 
 def count(outputs, stop: set[int], max_new: int) -> int:
@@ -202,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     greedy = ""
     if args.greedy_check:
         reqs = [Request(r["id"], 0, r["prompt"], args.max_new_tokens) for r in rows[: args.greedy_check]]
-        _, ours_text = run_ours(lm, reqs, len(reqs), False, args.bucket, greedy=True)
+        reqs = [r for r in reqs for _ in range(2)]  # each prompt twice: exercises the shared-prompt cache
+        _, ours_text = run_ours(lm, reqs, len(reqs), args.static_cache, args.bucket, greedy=True)
+        reqs = reqs[::2]
         outs = run_batched(lm, [fmt.prompt_ids(tok, r.prompt) for r in reqs], 1,
                            sample_kwargs(stop, pad, args.max_new_tokens, greedy=True))
         same = 0
@@ -210,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             new = out[0, width:].tolist()
             new = new[: next((j for j, t in enumerate(new) if t in stop), len(new))]
             same += tok.decode(new, skip_special_tokens=True) == ours_text[(r.row_id, 0)]
-        greedy = f"; greedy check: {same}/{len(reqs)} texts identical, ours (one batch) vs single-prompt loop"
+        greedy = f"; greedy check: {same}/{len(reqs)} texts identical, ours (one batch, each prompt twice" \
+                 f"{', static cache' if args.static_cache else ''}) vs single-prompt loop"
 
     print(f"\nmodel {lm.model_id} ({lm.num_parameters / 1e6:.1f}M params) from {lm.path}; dtype {dtype}; "
           f"device {args.device}; torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")

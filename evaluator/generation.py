@@ -9,6 +9,9 @@ Backends share one interface (`generate(requests, settings) -> iterator of (requ
 `hf` batches requests with left padding, sorted by prompt length so a batch wastes little on
 padding, and seeds each batch (seed + batch number), so a run is reproducible for a given batch
 size; `vllm` is used when it can be imported (GPU machines only; it is never needed by tests).
+Within an `hf` batch, a prompt that occurs several times (n samples of one row) is encoded once:
+its KV cache is computed for the distinct prompts and repeated to the rows before `generate`
+continues from it (the same tokens are sampled from the same distribution, with less prefill).
 """
 
 from __future__ import annotations
@@ -116,8 +119,9 @@ class HFBackend:
                 mask[i, width - len(ids):] = 1
             torch.manual_seed(settings.seed + b)
             with torch.inference_mode():
+                shared = _shared_prompt_cache(model, [ids for _, ids in batch], input_ids, mask)
                 out = model.generate(
-                    input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                    **shared, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                     do_sample=settings.temperature > 0, temperature=settings.temperature or None,
                     top_p=settings.top_p, top_k=0, max_new_tokens=max(r.max_new_tokens for r, _ in batch),
                     eos_token_id=stop, pad_token_id=pad)
@@ -127,6 +131,29 @@ class HFBackend:
                 yield req, tok.decode(new[:cut], skip_special_tokens=True)
             bar.update(len(batch))
         bar.close()
+
+
+def _shared_prompt_cache(model, prompts: list[list[int]], input_ids, mask) -> dict:
+    """{"past_key_values": cache} holding all but the last column of the left-padded batch, computed
+    once per distinct prompt and repeated to its rows; {} when no prompt repeats (generate prefills)."""
+    import torch
+
+    distinct: dict[tuple[int, ...], int] = {}
+    index = [distinct.setdefault(tuple(ids), len(distinct)) for ids in prompts]
+    if len(distinct) == len(prompts) or input_ids.shape[1] < 2:
+        return {}
+    firsts = [index.index(u) for u in range(len(distinct))]
+    ids, m = input_ids[firsts, :-1].to(model.device), mask[firsts, :-1].to(model.device)
+    positions = (m.cumsum(-1) - 1).masked_fill(m == 0, 0)  # as generate derives them from the mask
+    try:
+        out = model(input_ids=ids, attention_mask=m, position_ids=positions, use_cache=True, logits_to_keep=1)
+    except TypeError as exc:  # a forward without `logits_to_keep`
+        if "logits_to_keep" not in str(exc):
+            raise
+        out = model(input_ids=ids, attention_mask=m, position_ids=positions, use_cache=True)
+    cache = out.past_key_values
+    cache.batch_select_indices(torch.tensor(index, device=ids.device))
+    return {"past_key_values": cache}
 
 
 class VLLMBackend:

