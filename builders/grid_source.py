@@ -2,7 +2,8 @@
 
 `--from-jsonl` imports grids written elsewhere (the paper's MOSAIC-1K release, or our own
 authored files) through the same validator the grid builder uses (builders/grid.py); an
-optional `--mcq-jsonl` adds a multiple-choice `mcq` config (all rows in `test`).
+optional `--mcq-jsonl` adds a multiple-choice `mcq` config (all rows in `test`). `--themes`
+generates grids instead (builders/grid_build.py); the two modes are mutually exclusive.
 Splits: an item's own `split` when every item has one; otherwise item-level, stratified by
 domain with exact largest-remainder counts (mosaic.splits).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from builders.grid import (
     VALIDATOR_VERSION,
+    GridItem,
     GridParseError,
     GridRules,
     check_semantics,
@@ -26,19 +28,27 @@ from builders.grid import (
 )
 from builders.result import BuildResult
 from mosaic.errors import MosaicError
+from mosaic.hub import ConfigSpec
 
-HELP = "import MOSAIC grid items (JSONL) through the grid validator"
+HELP = "generate MOSAIC grids from theme specs (--themes) or import grid items (--from-jsonl), validated"
 EXAMPLES = """examples:
   mosaic build mosaic --from-jsonl builders/mosaic_mini/items --mcq-jsonl builders/mosaic_mini/mcq.jsonl \\
       --split-fractions train=0.625,validation=0.125,test=0.25 --out build/mosaic-mini
   mosaic build mosaic --from-jsonl mosaic1k.jsonl --on-error skip --out build/mosaic-1k
+  mosaic build mosaic --themes builders/themes/example.yaml --generator http \\
+      --base-url http://127.0.0.1:8000/v1 --model HuggingFaceTB/SmolLM2-1.7B-Instruct --out build/grids
+  mosaic build mosaic --themes themes.jsonl --generator local --max-new-tokens 4096 --out build/grids --resume
 """
 DEFAULT_FRACTIONS = "train=0.86,validation=0.04,test=0.10"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from-jsonl", nargs="+", required=True, metavar="PATH",
-                   help="grid item files, or folders whose *.jsonl files are read in name order")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--from-jsonl", nargs="+", metavar="PATH",
+                      help="import: grid item files, or folders whose *.jsonl files are read in name order")
+    mode.add_argument("--themes", nargs="+", metavar="FILE",
+                      help="generate: theme specs (YAML or JSONL, see builders/grid_themes.py) turned into grids "
+                           "by --generator, validated item by item and re-queued on failure")
     p.add_argument("--mcq-jsonl", metavar="FILE", help="multiple-choice rows for an `mcq` config (test split)")
     p.add_argument("--split-fractions", default=DEFAULT_FRACTIONS, metavar="S=F,...",
                    help=f"item-level split fractions, stratified by domain (default {DEFAULT_FRACTIONS})")
@@ -54,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--theme-min-sim", type=float, help="minimum cosine of a variant to its base theme")
     g.add_argument("--cell-max-sim", type=float, help="maximum cosine between two responses of a cell")
     g.add_argument("--cross-item-max-sim", type=float, help="maximum cosine to any response of another item")
+    from builders.grid_build import add_arguments as add_generation_arguments
+
+    add_generation_arguments(p)
 
 
 def parse_fractions(text: str) -> dict[str, float]:
@@ -100,15 +113,37 @@ def _read_mcq(path: Path, on_error: str, result: BuildResult) -> list[dict]:
     return rows
 
 
-def build(args: argparse.Namespace) -> BuildResult:
-    from mosaic.embeddings import MODEL_NAME, embed
-    from mosaic.hub import ConfigSpec
-    from mosaic.splits import assign_splits, split_rows
+def check_fractions(args: argparse.Namespace) -> None:
+    """Fail on a bad --split-fractions before any slow work."""
+    from mosaic.splits import largest_remainder
 
-    rules = GridRules(variants=args.variants, responses=args.responses).override(
+    largest_remainder(1, parse_fractions(args.split_fractions))
+
+
+def rules_from_args(args: argparse.Namespace) -> GridRules:
+    return GridRules(variants=args.variants, responses=args.responses).override(
         min_words=args.min_words, max_words=args.max_words, theme_min_sim=args.theme_min_sim,
         cell_max_sim=args.cell_max_sim, cross_item_max_sim=args.cross_item_max_sim)
-    fractions = parse_fractions(args.split_fractions)
+
+
+def build(args: argparse.Namespace) -> BuildResult:
+    from builders import grid_build
+
+    if args.themes:
+        if args.mcq_jsonl:
+            raise MosaicError("--mcq-jsonl applies only with --from-jsonl")
+        return grid_build.build(args)
+    given = grid_build.generation_flags_given(args)
+    if given:
+        raise MosaicError(f"{given[0]} applies only with --themes (generating grids), not with --from-jsonl")
+    return import_jsonl(args)
+
+
+def import_jsonl(args: argparse.Namespace) -> BuildResult:
+    from mosaic.embeddings import embed
+
+    rules = rules_from_args(args)
+    check_fractions(args)
     result = BuildResult(configs=[])
     failures: dict[str, list[str]] = {}
     items, where, seen = [], {}, {}
@@ -146,9 +181,25 @@ def build(args: argparse.Namespace) -> BuildResult:
         for problems in failures.values():
             result.rejected[problems[0].split(":")[0]] += 1
     items = [it for it in items if it.id not in semantic]
+    provenance = args.provenance or f"imported from {', '.join(str(f) for f in files)}"
+    export_items(items, args, rules, result, provenance, "builders.grid_source")
+    if args.mcq_jsonl:
+        mcq_rows = _read_mcq(Path(args.mcq_jsonl), args.on_error, result)
+        result.configs.append(ConfigSpec("mcq", {"test": mcq_rows}, source="mosaic", license=args.license,
+                                         provenance=f"imported from {args.mcq_jsonl}", builder="builders.grid_source",
+                                         notes={"rows": len(mcq_rows)}))
+    return result
+
+
+def export_items(items: list[GridItem], args: argparse.Namespace, rules: GridRules, result: BuildResult,
+                 provenance: str, builder: str, notes: dict | None = None) -> None:
+    """Split validated items (their own `split`s, or stratified by domain) and add the `mosaic` config."""
+    from mosaic.embeddings import MODEL_NAME
+    from mosaic.splits import assign_splits, split_rows
+
     if not items:
         raise MosaicError("no grid item passed validation: nothing to export")
-
+    fractions = parse_fractions(args.split_fractions)
     explicit = [it.split for it in items]
     if all(s is not None for s in explicit):
         assignment = {it.id: it.split for it in items}
@@ -165,6 +216,7 @@ def build(args: argparse.Namespace) -> BuildResult:
     per_domain = Counter((it.domain, assignment[it.id]) for it in items)
     thresholds = {d: vars(rules.for_domain(d)) for d in sorted({it.domain for it in items})}
     notes = {
+        **(notes or {}),
         "validator": f"builders.grid v{VALIDATOR_VERSION}, grid {rules.variants}x{rules.responses}, "
                      f"embeddings {MODEL_NAME}",
         "thresholds": json.dumps(thresholds, sort_keys=True),
@@ -173,17 +225,10 @@ def build(args: argparse.Namespace) -> BuildResult:
         "items_per_domain_and_split": json.dumps(
             {d: {s: per_domain[(d, s)] for s in split_names} for d in sorted({it.domain for it in items})}),
     }
-    provenance = args.provenance or f"imported from {', '.join(str(f) for f in files)}"
     result.configs.append(ConfigSpec("mosaic", splits, source="mosaic", license=args.license,
-                                     provenance=provenance, builder=f"builders.grid_source (validator v"
-                                     f"{VALIDATOR_VERSION})", notes=notes))
-    if args.mcq_jsonl:
-        mcq_rows = _read_mcq(Path(args.mcq_jsonl), args.on_error, result)
-        result.configs.append(ConfigSpec("mcq", {"test": mcq_rows}, source="mosaic", license=args.license,
-                                         provenance=f"imported from {args.mcq_jsonl}", builder="builders.grid_source",
-                                         notes={"rows": len(mcq_rows)}))
+                                     provenance=provenance, builder=f"{builder} (validator v{VALIDATOR_VERSION})",
+                                     notes=notes))
     result.extra["items per split"] = dict(Counter(assignment[it.id] for it in items))
     if args.card_summary:
         result.summary = Path(args.card_summary).read_text(encoding="utf-8")
     result.title = args.title
-    return result
