@@ -33,9 +33,11 @@ demo: $(STAMP)
 mosaic-mini: $(STAMP)
 	$(MOSAIC) build mosaic $(MINI_ARGS) --out mosaic/data/mosaic-mini
 
-# The sandboxed Pass@k tests need bubblewrap (CI runs as root on a fresh machine).
+# The sandboxed Pass@k tests need bubblewrap and the leaderboard's browser test needs Chromium
+# (/usr/bin/chromium, driven by playwright from the dev extra); CI runs as root on a fresh machine.
 test: $(STAMP)
 	command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap)
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(VENV)/bin/ruff check mosaic builders evaluator baselines leaderboard_app tests benchmarks
 	$(PY) -m pytest -q
 

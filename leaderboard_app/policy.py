@@ -1,0 +1,136 @@
+"""What the leaderboard accepts from users: model specs, labels, upload sizes and admin tokens.
+
+Local models are accepted only inside allow-listed roots (symlinks resolved, so a link cannot point
+outside), and never when their config asks for custom code (`auto_map`): `trust_remote_code` is
+never enabled anywhere in the evaluator, and refusing such models up front gives a clear message
+instead of a failed run. Hub ids must look like ORG/NAME, which also keeps them from being read
+as command-line options by the worker.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leaderboard_app.records import Labels, SubmissionRejected
+from mosaic.errors import MosaicError
+
+DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+MAX_LABEL_CHARS = 64
+MAX_NAME_CHARS = 256
+MIN_TOKEN_CHARS = 16
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_HUB_ID = re.compile(rf"^{_NAME}/{_NAME}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_text(value: Any, what: str, limit: int) -> str | None:
+    """A short user string: stripped, no control characters, at most `limit` characters; '' -> None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SubmissionRejected(f"{what} must be text, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > limit:
+        raise SubmissionRejected(f"{what} is {len(value)} characters long; the limit is {limit}")
+    if _CONTROL.search(value):
+        raise SubmissionRejected(f"{what} contains control characters")
+    return value
+
+
+def parse_labels(method: Any = None, k: Any = None, selector: Any = None) -> Labels:
+    """Labels typed by a submitter (the adapter's training card, when present, takes precedence)."""
+    if k in (None, ""):
+        k_value = None
+    else:
+        try:
+            number = float(k)
+        except (TypeError, ValueError):
+            raise SubmissionRejected(f"K must be a whole number, got {k!r}") from None
+        if not math.isfinite(number) or number != int(number) or not 1 <= number <= 100_000:
+            raise SubmissionRejected(f"K must be a whole number from 1 to 100000, got {k!r}")
+        k_value = int(number)
+    return Labels(clean_text(method, "method", MAX_LABEL_CHARS), k_value,
+                  clean_text(selector, "selector", MAX_LABEL_CHARS))
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    """Where queued local models may live. No roots: only Hub ids are accepted."""
+
+    roots: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_paths(cls, paths: list[str] | None) -> ModelPolicy:
+        roots = []
+        for p in paths or []:
+            root = Path(p).expanduser()
+            if not root.is_dir():
+                raise MosaicError(f"--model-root {p}: no such folder")
+            roots.append(root.resolve())
+        return cls(tuple(roots))
+
+    def _local(self, spec: str, what: str, marker: str) -> Path:
+        path = Path(spec).expanduser()
+        if not path.is_absolute():
+            raise SubmissionRejected(f"{what} {spec!r}: give an absolute path")
+        if not self.roots:
+            raise SubmissionRejected(f"{what} {spec!r}: local paths are not accepted here (the server has no "
+                                     "--model-root); queue a Hub id ORG/NAME instead")
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise SubmissionRejected(f"{what} {spec!r}: no such folder") from None
+        if not any(resolved == root or root in resolved.parents for root in self.roots):
+            raise SubmissionRejected(f"{what} {spec!r} is not under an allow-listed model root")
+        if not (resolved / marker).is_file():
+            raise SubmissionRejected(f"{what} {spec!r}: not a model folder (no {marker})")
+        return resolved
+
+    def check_model(self, spec: Any) -> str:
+        """The canonical model string to store and run: a resolved local folder or a Hub id."""
+        text = clean_text(spec, "model", MAX_NAME_CHARS)
+        if text is None:
+            raise SubmissionRejected("give a model: a Hub id ORG/NAME or an absolute local folder")
+        if text.startswith(("/", "~", ".")):
+            folder = self._local(text, "model", "config.json")
+            try:
+                config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SubmissionRejected(f"model {text!r}: unreadable config.json ({exc})") from None
+            if isinstance(config, dict) and config.get("auto_map"):
+                raise SubmissionRejected(f"model {text!r} needs custom code (auto_map in config.json); "
+                                         "trust_remote_code is never enabled here")
+            return str(folder)
+        if not _HUB_ID.match(text) or ".." in text or "--" in text:
+            raise SubmissionRejected(f"model {text!r} is neither a Hub id ORG/NAME nor an absolute local folder")
+        return text
+
+    def check_adapter(self, spec: Any) -> str | None:
+        text = clean_text(spec, "adapter", MAX_NAME_CHARS)
+        return None if text is None else str(self._local(text, "adapter", "adapter_config.json"))
+
+
+def read_admin_token(env_name: str) -> str | None:
+    """The admin token from an environment variable (never from a command-line flag: ps would show it)."""
+    token = os.environ.get(env_name)
+    if token is None or not token.strip():
+        return None
+    token = token.strip()
+    if len(token) < MIN_TOKEN_CHARS:
+        raise MosaicError(f"${env_name} holds a {len(token)}-character admin token; use at least {MIN_TOKEN_CHARS}")
+    return token
+
+
+def token_ok(given: Any, expected: str | None) -> bool:
+    if expected is None or not isinstance(given, str) or not given:
+        return False
+    return hmac.compare_digest(given.strip().encode(), expected.encode())
