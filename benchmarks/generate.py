@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from evaluator.formatting import detect_format
     from evaluator.generation import Request
     from evaluator.models import load_model
     from mosaic.benchmark import DEFAULT_DATA
+    from mosaic.formatting import detect_format
     from mosaic.hub import load_split
 
     if args.threads:

@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from evaluator.formatting import detect_format
     from evaluator.models import load_model
     from mosaic.benchmark import DEFAULT_DATA
+    from mosaic.formatting import detect_format
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -100,7 +100,7 @@ class HFBackend:
         import torch
         from tqdm.auto import tqdm
 
-        from evaluator.formatting import detect_format
+        from mosaic.formatting import detect_format
 
         tok, model = self.lm.tokenizer, self.lm.model
         fmt = detect_format(tok)
@@ -169,7 +169,7 @@ class VLLMBackend:
     def generate(self, requests: list[Request], settings: Settings) -> Iterator[tuple[Request, str]]:
         from vllm import SamplingParams
 
-        from evaluator.formatting import detect_format
+        from mosaic.formatting import detect_format
 
         fmt = detect_format(self.tokenizer)
         params = [SamplingParams(temperature=settings.temperature, top_p=settings.top_p,

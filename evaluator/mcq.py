@@ -49,7 +49,7 @@ def option_probabilities(ctx, config: str) -> dict[str, np.ndarray]:
         import torch
         from tqdm.auto import tqdm
 
-        from evaluator.formatting import detect_format
+        from mosaic.formatting import detect_format
 
         lm = ctx.model()
         tok, model = lm.tokenizer, lm.model

@@ -16,7 +16,7 @@ from evaluator.scoring import ScoredResponse, score_prompt_references
 def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
     """row id -> scored references, computed once per config and memoised on the context."""
     def compute():
-        from evaluator.formatting import detect_format
+        from mosaic.formatting import detect_format
 
         lm = ctx.model()
         fmt = detect_format(lm.tokenizer)

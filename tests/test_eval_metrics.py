@@ -112,7 +112,7 @@ def test_reference_loss_equals_log_vocab_for_a_uniform_model(tiny_model_dir, tmp
 def test_reference_loss_matches_manual_cross_entropy_and_is_batch_invariant(tiny_model_dir):
     import torch
 
-    from evaluator.formatting import detect_format
+    from mosaic.formatting import detect_format
 
     ctx1 = _ctx(tiny_model_dir, ROWS, batch_size=1)
     ctx8 = _ctx(tiny_model_dir, ROWS, batch_size=8)

@@ -1,4 +1,4 @@
-"""How a prompt and a response become tokens (DESIGN §11).
+"""How a prompt and a response become tokens (DESIGN §11), for training and evaluation alike.
 
 With a chat template: prompt = the template over one user message with the generation prompt;
 scored response tokens = the response text followed by the end-of-turn token that the template
@@ -31,10 +31,11 @@ class PromptFormat:
         # the template text already holds any BOS it wants; plain text gets the tokenizer's own
         return tokenizer(self.prompt_text(tokenizer, prompt), add_special_tokens=self.kind == "plain")["input_ids"]
 
-    def response_ids(self, tokenizer: Any, prompt: str, response: str) -> list[int]:
-        """Scored tokens of `response` after `prompt`: tokenised in context (so no spurious
-        prefix space), then the end-of-turn token."""
-        head = self.prompt_ids(tokenizer, prompt)
+    def response_ids(self, tokenizer: Any, prompt: str, response: str, head: list[int] | None = None) -> list[int]:
+        """Scored (evaluation) and target (training) tokens of `response` after `prompt`: tokenised
+        in context (so no spurious prefix space), then the end-of-turn token. `head` =
+        `prompt_ids(tokenizer, prompt)` when the caller already has it."""
+        head = self.prompt_ids(tokenizer, prompt) if head is None else head
         text = self.prompt_text(tokenizer, prompt) + response
         full = tokenizer(text, add_special_tokens=self.kind == "plain")["input_ids"]
         if full[: len(head)] != head:

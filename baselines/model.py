@@ -1,0 +1,95 @@
+"""The base model and its LoRA adapter.
+
+`inspect_model` runs before any weights are read: it resolves the model, reads its config and
+tokenizer, builds the architecture on the meta device (no memory) and checks that every LoRA
+target module exists and that the tokenizer fits the model's vocabulary, so a model/adapter
+mismatch is a one-line error instead of a failure after loading. `load_lora_model` then loads
+the weights and wraps them with peft.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baselines.config import TrainConfig
+from mosaic.errors import MosaicError
+
+
+@dataclass
+class ModelSpec:
+    source: str  # what to load: a local folder or a Hub id
+    model_id: str  # the id to report
+    revision: str | None
+    tokenizer: Any
+    config: Any  # transformers PretrainedConfig
+    module_names: list[str]
+
+
+def inspect_model(cfg: TrainConfig) -> ModelSpec:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from mosaic.models import resolve_model
+
+    source, model_id, revision = resolve_model(cfg.model)
+    try:
+        config = AutoConfig.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise MosaicError(f"cannot load model {cfg.model!r}: {str(exc).splitlines()[0]} (offline? pass a local "
+                          "folder with --model)") from exc
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+    except ValueError as exc:
+        raise MosaicError(f"model {model_id}: not a causal language model ({str(exc).splitlines()[0]})") from exc
+    names = [n for n, _ in skeleton.named_modules() if n]
+    missing = [t for t in cfg.targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in skeleton.named_modules()
+                         if isinstance(m, torch.nn.Linear) and n})
+        raise MosaicError(f"--lora-targets {','.join(missing)}: model {model_id} has no such modules (its linear "
+                          f"layers: {', '.join(leaves)}); pass --lora-targets with names from that list")
+    vocab = skeleton.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise MosaicError(f"model {model_id}: the tokenizer has {len(tokenizer)} tokens but the embedding matrix "
+                          f"only {vocab}; the tokenizer does not belong to this model")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return ModelSpec(source, model_id, revision, tokenizer, config, names)
+
+
+def weights_hash(spec: ModelSpec) -> str | None:
+    from mosaic.models import file_hash
+
+    folder = Path(spec.source)
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    return file_hash(files) if files else None
+
+
+def load_lora_model(cfg: TrainConfig, spec: ModelSpec, device: Any, dtype: Any) -> Any:
+    """The base model in `dtype` on `device`, frozen, with fresh LoRA adapters (trainable, float32)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype)
+    base.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        kwargs = {"use_reentrant": False}
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns there
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.targets, task_type="CAUSAL_LM", bias="none")
+    with warnings.catch_warnings():  # peft still asks for the deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        model = get_peft_model(base, lora)
+    return model.to(device)
+
+
+def trainable_parameters(model: Any) -> list[Any]:
+    return [p for p in model.parameters() if p.requires_grad]

@@ -1,0 +1,145 @@
+"""Which examples go into which optimizer step, micro-batch and row, and the tensors for one micro-batch.
+
+Packing: sequences are placed into rows of at most `capacity` tokens (as few rows as first-fit
+decreasing needs, filled to even lengths) and their position ids restart at 0 at every sequence
+start. With no 2D attention mask and no KV cache, transformers reads the restarts as sequence
+boundaries (a block-diagonal causal mask for sdpa and eager attention, varlen for flash
+attention), so no token attends to another sequence (tests compare per-sequence losses packed
+vs alone). Without packing each sequence is its own row, padded on the right; a step's examples
+are sorted by length before they are cut into micro-batches, so a micro-batch holds similar
+lengths. Padding continues the last sequence's positions and is never scored; causal attention
+keeps real tokens from seeing it.
+
+Only positions whose next token is scored (the completion and its end-of-turn token) are kept
+for the LM head: `keep` goes to the model as `logits_to_keep`, a boolean mask (transformers >= 5.2x,
+which returns the kept positions flattened), so no vocabulary projection is spent on prompt tokens.
+Older transformers take only a 1D position index: there the columns where any row keeps a
+position are projected and the kept positions picked out afterwards (`Batch.kept`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def step_plan(n: int, steps: int, per_step: int, seed: int) -> list[list[int]]:
+    """Example indices for each optimizer step: consecutive seeded permutations of range(n) (one per
+    epoch), cut into steps of `per_step`. Every process computes the same plan."""
+    rng = np.random.default_rng(seed)
+    stream: list[int] = []
+    while len(stream) < steps * per_step:
+        stream += rng.permutation(n).tolist()
+    return [stream[s * per_step:(s + 1) * per_step] for s in range(steps)]
+
+
+def micro_batches(step: Sequence[int], lengths: Sequence[int], rank: int, world: int, batch_size: int,
+                  grad_accum: int) -> list[list[int]]:
+    """This process's `grad_accum` micro-batches of one step: its contiguous share of the step, sorted
+    by length (longest first, ties by position) and cut into chunks of `batch_size`."""
+    share = list(step[rank * batch_size * grad_accum:(rank + 1) * batch_size * grad_accum])
+    share.sort(key=lambda i: -lengths[i])
+    return [share[m * batch_size:(m + 1) * batch_size] for m in range(grad_accum)]
+
+
+def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Sequence indices per row, each row's total length <= capacity, rows of even length.
+
+    First-fit decreasing finds how many rows are needed; the sequences are then dealt longest
+    first to the currently shortest row (LPT), which evens the rows out so that padding them to
+    the longest wastes little. Where that would overflow a row, the first-fit rows are kept."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        if lengths[i] > capacity:
+            raise ValueError(f"sequence of {lengths[i]} tokens does not fit a row of {capacity}")
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(capacity - lengths[i])
+    even: list[list[int]] = [[] for _ in rows]
+    load = [0] * len(rows)
+    for i in order:
+        r = min(range(len(rows)), key=lambda j: (load[j], j))
+        even[r].append(i)
+        load[r] += lengths[i]
+    return even if max(load) <= capacity else rows
+
+
+@dataclass
+class Batch:
+    """One micro-batch. `targets[t]` is the token scored at the t-th kept position (row-major order,
+    the order of the logits that `logits_to_keep=keep` returns); `seq_index[t]` is its sequence."""
+
+    input_ids: Any  # (R, L) long
+    position_ids: Any  # (R, L) long
+    keep: Any  # (R, L) bool
+    targets: Any  # (N,) long
+    seq_index: Any  # (N,) long
+    n_seqs: int
+    tokens: int  # real (non-pad) tokens
+    slots: int  # R * L
+
+    def to(self, device: Any) -> Batch:
+        return Batch(self.input_ids.to(device), self.position_ids.to(device), self.keep.to(device),
+                     self.targets.to(device), self.seq_index.to(device), self.n_seqs, self.tokens, self.slots)
+
+    def model_inputs(self, mask_logits: bool | None = None) -> dict[str, Any]:
+        """Keyword arguments for the model's forward; `mask_logits` None = what this transformers supports."""
+        mask_logits = logits_mask_supported() if mask_logits is None else mask_logits
+        keep = self.keep if mask_logits else self.keep.any(0).nonzero().squeeze(1)
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids, "logits_to_keep": keep,
+                "use_cache": False}
+
+    def kept(self, logits: Any) -> Any:
+        """(N, V) logits at the kept positions, row-major, from either form of `model_inputs`."""
+        if logits.dim() == 2:
+            return logits
+        return logits[self.keep[:, self.keep.any(0)]]
+
+
+def logits_mask_supported() -> bool:
+    """Whether this transformers takes a boolean (batch, length) `logits_to_keep` mask."""
+    import transformers.modeling_utils as mu
+
+    return hasattr(mu, "slice_logits_to_keep")
+
+
+def collate(seqs: Sequence[tuple[Sequence[int], Sequence[int]]], *, packing: bool, capacity: int,
+            pad_id: int) -> Batch:
+    """Tensors for sequences given as (prompt ids, completion ids); only completion tokens are scored."""
+    import torch
+
+    lengths = [len(p) + len(c) for p, c in seqs]
+    if any(len(p) < 1 for p, _ in seqs):
+        raise ValueError("every sequence needs at least one prompt token")
+    rows = pack_rows(lengths, capacity) if packing else [[i] for i in sorted(range(len(seqs)),
+                                                                              key=lambda i: -lengths[i])]
+    width = max(sum(lengths[i] for i in row) for row in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    pos = np.zeros((len(rows), width), dtype=np.int64)
+    keep = np.zeros((len(rows), width), dtype=bool)
+    tgt = np.zeros((len(rows), width), dtype=np.int64)
+    seg = np.zeros((len(rows), width), dtype=np.int64)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            prompt, completion = seqs[i]
+            n, p = lengths[i], len(prompt)
+            ids[r, at:at + n] = list(prompt) + list(completion)
+            pos[r, at:at + n] = np.arange(n)
+            keep[r, at + p - 1:at + n - 1] = True
+            tgt[r, at + p - 1:at + n - 1] = completion
+            seg[r, at:at + n] = i
+            at += n
+        pos[r, at:] = np.arange(at, width) - (at - lengths[row[-1]])  # padding continues the last sequence
+    return Batch(torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(keep), torch.from_numpy(tgt[keep]),
+                 torch.from_numpy(seg[keep]), len(seqs), sum(lengths), int(ids.size))

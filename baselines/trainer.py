@@ -1,0 +1,224 @@
+"""The training loop for SRT / MRT (completion-only NLL) and SPL / DPO (DESIGN §6), on accelerate.
+
+Order of work: every input check (data, K, scores, output folder, model config, LoRA targets,
+tokenizer) runs before any weights are loaded; then selection, tokenisation, model + LoRA, the
+loop, and one saved adapter with its training card (main process only).
+
+One optimizer step = `grad_accum` micro-batches of `batch_size` examples on each of the
+`processes` (see `baselines.config` for the normalisation that makes this split invisible in
+the maths). SPL's reference is the frozen base: the same model with its LoRA adapters disabled
+(`peft`'s `disable_adapter()`), in eval mode, without gradients; each pair's reference
+log-probabilities are computed once, the first time the pair is drawn, and cached.
+
+Data parallel, multi-GPU and multi-node, through the launcher (one adapter is written):
+  accelerate launch --multi_gpu --num_processes 8 -m mosaic.cli train --method mrt --k 4 --batch-size 2 --out D
+  accelerate launch --multi_gpu --num_machines 2 --machine_rank R --main_process_ip HOST --num_processes 16 \\
+      -m mosaic.cli train ...
+  torchrun --nproc_per_node 4 -m mosaic.cli train ...        (CPU: gloo processes, OMP_NUM_THREADS=1)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from baselines.card import build_card, write_card
+from baselines.config import TrainConfig
+from baselines.data import PairExample, TrainSet, build, check_rows, load_rows, select, target_k
+from baselines.losses import sequence_logprobs, spl_loss, spl_margin, token_logprobs
+from baselines.model import inspect_model, load_lora_model, trainable_parameters, weights_hash
+from baselines.packing import collate, logits_mask_supported, micro_batches, step_plan
+from mosaic.errors import MosaicError
+from mosaic.formatting import detect_format
+
+SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    card: dict[str, Any]
+
+    def summary(self) -> str:
+        c, curve = self.card, self.card["loss_curve"]
+        t = c["throughput"]
+        return (f"wrote {self.out}: {c['method']} K={c['k'] or 'all'} {c['optimisation']['steps']} steps x "
+                f"{c['optimisation']['effective_batch']} {c['optimisation']['unit']}, loss {curve[0]['loss']:.4f} "
+                f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; evaluate with "
+                f"`mosaic eval --model {c['model']['path']} --adapter {self.out}`")
+
+
+def _check_out(cfg: TrainConfig) -> Path:
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise MosaicError(f"--out {out}: is a file, not a folder")
+    if (out / "adapter_config.json").exists() and not cfg.overwrite:
+        raise MosaicError(f"--out {out}: already holds an adapter; pass --overwrite or choose another folder")
+    return out
+
+
+def _runtime(cfg: TrainConfig) -> tuple[Any, Any, str]:
+    """(Accelerator, base-weight dtype, precision name)."""
+    try:
+        from accelerate import Accelerator
+    except ImportError as exc:
+        raise MosaicError("mosaic train needs accelerate: pip install 'mosaic-bench[train]'") from exc
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise MosaicError("--device cuda: no CUDA device is visible (use --device cpu or auto)")
+    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
+    acc = Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
+    return acc, (torch.bfloat16 if bf16 else torch.float32), ("bf16" if bf16 else "fp32")
+
+
+class _Steps:
+    """Forward/backward of one micro-batch for either objective; returns detached statistics."""
+
+    def __init__(self, cfg: TrainConfig, acc: Any, wrapped: Any, peft_model: Any, ts: TrainSet, pad_id: int):
+        self.cfg, self.acc, self.wrapped, self.peft, self.ts, self.pad_id = cfg, acc, wrapped, peft_model, ts, pad_id
+        self.ref: dict[int, torch.Tensor] = {}  # pair index -> (ref log p(chosen), ref log p(rejected))
+        self.mask_logits = logits_mask_supported()
+
+    def _forward(self, model: Any, seqs: list) -> tuple[torch.Tensor, Any]:
+        """(log-prob of every scored token, the batch) for (prompt ids, completion ids) sequences."""
+        batch = collate(seqs, packing=self.cfg.packing, capacity=self.cfg.pack_length,
+                        pad_id=self.pad_id).to(self.acc.device)
+        logits = batch.kept(model(**batch.model_inputs(self.mask_logits)).logits)
+        return token_logprobs(logits, batch.targets), batch
+
+    def _seq_logprobs(self, model: Any, seqs: list) -> tuple[torch.Tensor, Any]:
+        token_lp, batch = self._forward(model, seqs)
+        return sequence_logprobs(token_lp, batch.seq_index, batch.n_seqs), batch
+
+    def sft(self, idx: list[int], denom: float) -> torch.Tensor:
+        token_lp, batch = self._forward(self.wrapped, [(self.ts.examples[i].prompt_ids,
+                                                        self.ts.examples[i].completion_ids) for i in idx])
+        nll = -token_lp.sum()
+        self.acc.backward(nll * (self.acc.num_processes / denom))
+        return self._stats(nll, len(batch.targets), batch)
+
+    def _stats(self, objective: torch.Tensor, count: int, batch: Any, correct: Any = 0.0,
+               margin: Any = 0.0) -> torch.Tensor:
+        """[objective sum, examples or tokens, real tokens, row slots, pairs ranked right, margin sum] on device."""
+        values = [objective.detach(), count, batch.tokens, batch.slots, correct, margin]
+        return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.acc.device) for v in values])
+
+    def reference(self, pairs: list[PairExample]) -> torch.Tensor:
+        """(2P,) summed log-probs of chosen/rejected under the frozen base (adapters off, eval mode)."""
+        was_training = self.peft.training
+        self.peft.eval()
+        try:
+            with torch.no_grad(), self.peft.disable_adapter(), self.acc.autocast():
+                lp, _ = self._seq_logprobs(self.peft, _pair_seqs(pairs))
+        finally:
+            self.peft.train(was_training)
+        return lp.float()
+
+    def pref(self, idx: list[int], denom: float) -> torch.Tensor:
+        pairs = [self.ts.examples[i] for i in idx]
+        todo = [i for i in dict.fromkeys(idx) if i not in self.ref]
+        if todo:
+            got = self.reference([self.ts.examples[i] for i in todo]).view(-1, 2)
+            self.ref.update({i: got[j] for j, i in enumerate(todo)})
+        ref = torch.stack([self.ref[i] for i in idx])
+        lp, batch = self._seq_logprobs(self.wrapped, _pair_seqs(pairs))
+        pi = lp.view(-1, 2)
+        args = (pi[:, 0], pi[:, 1], ref[:, 0], ref[:, 1], self.cfg.alpha, self.cfg.spl_beta)
+        losses = spl_loss(*args)
+        self.acc.backward(losses.sum() * (self.acc.num_processes / denom))
+        margin = spl_margin(*args).detach()
+        return self._stats(losses.sum(), len(pairs), batch, (margin > 0).sum(), margin.sum())
+
+
+def _pair_seqs(pairs: list[PairExample]) -> list[tuple]:
+    return [s for p in pairs for s in ((p.prompt_ids, p.chosen_ids), (p.prompt_ids, p.rejected_ids))]
+
+
+def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sched: Any) -> tuple[list, dict]:
+    from tqdm.auto import tqdm
+
+    ts = steps.ts
+    lengths = [len(e.prompt_ids) + e.label_tokens for e in ts.examples]
+    per_step = cfg.batch_size * cfg.grad_accum * acc.num_processes
+    plan = step_plan(len(ts.examples), cfg.max_steps, per_step, cfg.seed)
+    run = steps.pref if ts.kind == "pref" else steps.sft
+    curve, totals = [], torch.zeros(6, dtype=torch.float64)
+    bar = tqdm(total=cfg.max_steps, desc=f"train {cfg.method}", unit="step", file=sys.stderr,
+               disable=not (cfg.progress and acc.is_main_process))
+    if acc.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(acc.device)
+    start = time.perf_counter()
+    steps.wrapped.train()
+    for number, idx in enumerate(plan, 1):
+        denom = float(len(idx)) if ts.kind == "pref" else float(sum(ts.examples[i].label_tokens for i in idx))
+        parts = micro_batches(idx, lengths, acc.process_index, acc.num_processes, cfg.batch_size, cfg.grad_accum)
+        stats = torch.zeros(6, dtype=torch.float64, device=acc.device)
+        for m, part in enumerate(parts):
+            with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
+                stats += run(part, denom)
+        if cfg.max_grad_norm > 0:
+            acc.clip_grad_norm_(params, cfg.max_grad_norm)
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
+        totals += stats
+        entry = {"step": number, "loss": float(stats[0] / stats[1]), "lr": lr, "tokens": int(stats[2]),
+                 "elapsed_s": round(time.perf_counter() - start, 4)}
+        if ts.kind == "pref":
+            entry.update(pair_accuracy=float(stats[4] / stats[1]), margin=float(stats[5] / stats[1]))
+        curve.append(entry)
+        bar.update(1)
+        bar.set_postfix(loss=f"{entry['loss']:.4f}")
+    bar.close()
+    wall = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(acc.device) / 2**20 if acc.device.type == "cuda" else None
+    throughput = {"wall_s": round(wall, 3), "tokens": int(totals[2]), "tokens_per_s": float(totals[2]) / wall,
+                  "padding_fraction": round(1 - float(totals[2] / totals[3]), 4), "peak_memory_mb": peak,
+                  "reference_passes": len(steps.ref) if ts.kind == "pref" else None}
+    return curve, throughput
+
+
+def train(cfg: TrainConfig) -> TrainResult | None:
+    """Train, save the adapter and its card on the main process; None on the other processes."""
+    from transformers import get_scheduler, set_seed
+
+    data = load_rows(cfg)
+    rows, counts = check_rows(data, cfg)  # one-line input errors before anything heavy
+    out = _check_out(cfg)
+    acc, dtype, precision = _runtime(cfg)
+    with acc.main_process_first():  # the default model is converted once, by the main process
+        spec = inspect_model(cfg)
+    ts = build(rows, select(rows, cfg), spec.tokenizer, detect_format(spec.tokenizer), cfg, counts)
+    data_card = {"source": data.source, "config": data.config, "split": data.split, "fingerprint": data.fingerprint,
+                 **ts.info}
+    set_seed(cfg.seed)  # same LoRA init on every process
+    model = load_lora_model(cfg, spec, acc.device, dtype)
+    params = trainable_parameters(model)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=acc.device.type == "cuda")
+    sched = get_scheduler(SCHEDULES[cfg.lr_scheduler], opt, num_warmup_steps=cfg.warmup_steps(),
+                          num_training_steps=cfg.max_steps)
+    wrapped = acc.prepare(model)
+    pad_id = spec.tokenizer.pad_token_id
+    curve, throughput = _loop(cfg, acc, _Steps(cfg, acc, wrapped, model, ts, pad_id), params, opt, sched)
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    card = build_card(cfg, data=data_card, k=target_k(cfg), processes=acc.num_processes, device=str(acc.device),
+                      precision=precision, curve=curve, throughput=throughput,
+                      model={"id": spec.model_id, "path": spec.source, "revision": spec.revision,
+                             "weights_hash": weights_hash(spec), "num_parameters": n_params,
+                             "trainable_parameters": sum(p.numel() for p in params)})
+    write_card(out, card)
+    return TrainResult(out, card)
