@@ -51,7 +51,7 @@ class TrainResult:
         return (f"wrote {self.out}: {c['method']} K={c['k'] or 'all'} {c['optimisation']['steps']} steps x "
                 f"{c['optimisation']['effective_batch']} {c['optimisation']['unit']}, loss {curve[0]['loss']:.4f} "
                 f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; evaluate with "
-                f"`mosaic eval --model {c['model']['path']} --adapter {self.out}`")
+                f"`mosaic eval --model {c['model']['id']} --adapter {self.out}`")
 
 
 def _check_out(cfg: TrainConfig) -> Path:
