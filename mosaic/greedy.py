@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mosaic.errors import MosaicError
+from mosaic.parallel import map_chunks
 
 _U32 = 2.0**-24  # unit roundoff of float32
 
@@ -118,13 +119,16 @@ def _run_block(ws: np.ndarray, b: np.ndarray, k: int, probe: int) -> tuple[np.nd
 
 
 def greedy_facility_location(sim: np.ndarray, w: np.ndarray, b: np.ndarray, k: int, *,
-                             probe: int = 4, block: int = 128, symmetric: bool = False) -> GreedyResult:
+                             probe: int = 4, block: int = 128, symmetric: bool = False,
+                             threads: int | None = 1) -> GreedyResult:
     """Greedy max of F(S) = sum_j b_j max_{c in S} w_c sim[j, c] with |S| = k.
 
     sim: (N, N) or (P, N, N) non-negative float32 (sim[j, c]: how well c covers j);
     w, b: (N,) or (P, N) float32 candidate and coverage weights. Returns picks in greedy order.
     `symmetric=True` promises sim == sim^T exactly (true of this package's kernels) and skips
     a transposed copy; a wrong promise changes picks for asymmetric kernels.
+    Prompts are processed in blocks of `block`; `threads` > 1 (None: all cores) runs blocks
+    concurrently (`mosaic.parallel.map_chunks`) with bitwise the same picks as `threads=1`.
     """
     sim = np.asarray(sim, dtype=np.float32)
     single = sim.ndim == 2
@@ -142,12 +146,13 @@ def greedy_facility_location(sim: np.ndarray, w: np.ndarray, b: np.ndarray, k: i
     order = np.empty((p_count, k), dtype=np.int64)
     totals = np.empty((p_count, k), dtype=np.float32)
     if k:
-        for lo in range(0, p_count, block):
-            hi = min(lo + block, p_count)
+        def run(lo: int, hi: int) -> None:
             # ws[p, c, j] = w[p, c] * sim[p, j, c], contiguous in j (the paper's `w_c * sim[:, c]`)
             cols = sim[lo:hi] if symmetric else sim[lo:hi].transpose(0, 2, 1)
             ws = np.multiply(w[lo:hi, :, None], cols, order="C")
             order[lo:hi], totals[lo:hi] = _run_block(ws, b[lo:hi], k, max(1, probe))
+
+        map_chunks(run, p_count, block, threads)
     if single:
         return GreedyResult(order=order[0], totals=totals[0])
     return GreedyResult(order=order, totals=totals)

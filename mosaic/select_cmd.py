@@ -34,6 +34,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prompts with fewer than K responses: error (default), keep all, or drop the prompt")
     p.add_argument("--out-config", default=None, metavar="NAME", help="config name in the output (default: --config)")
     p.add_argument("--batch", type=int, default=512, metavar="ROWS", help="rows per selection batch (default 512)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="threads for the dkon/grades greedy step (default 1; 0 = all cores; same picks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, metavar="FOLDER2", help="output dataset folder")
 
@@ -102,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
                       scores=_pool_scores(r, spec.needs_scores, spec.name), where=f"row {r['id']!r}")
                  for r, e in zip(chunk, embeddings, strict=True)]
         got = select_many(spec.name, pools, args.k, seed=args.seed, keys=[r["id"] for r in chunk],
-                          gamma=args.gamma, kernel=kernel)
+                          gamma=args.gamma, kernel=kernel, threads=args.threads or None)
         picks.update({r["id"]: g.tolist() for r, g in zip(chunk, got, strict=True)})
         bar.update(len(chunk))
     bar.close()

@@ -131,9 +131,9 @@ def _similarity(pool: Pool, kernel: Kernel | None) -> np.ndarray:
     return check_similarity((kernel or embedding_kernel)(pool), pool.n, pool.where)
 
 
-def _greedy(sim: np.ndarray, w: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+def _greedy(sim: np.ndarray, w: np.ndarray, b: np.ndarray, k: int, threads: int | None = 1) -> np.ndarray:
     symmetric = bool(np.array_equal(sim, np.swapaxes(sim, -1, -2)))
-    return greedy_facility_location(sim, w, b, k, symmetric=symmetric).selected()
+    return greedy_facility_location(sim, w, b, k, symmetric=symmetric, threads=threads).selected()
 
 
 def dkon(pool: Pool, k: int, *, kernel: Kernel | None = None, **_: object) -> np.ndarray:
@@ -183,11 +183,12 @@ def row_rng(seed: int, key: str) -> np.random.Generator:
 
 
 def select_many(name: str, pools: Sequence[Pool], k: int, *, seed: int = 0, keys: Sequence[str] | None = None,
-                gamma: float = 0.75, kernel: Kernel | None = None) -> list[np.ndarray]:
+                gamma: float = 0.75, kernel: Kernel | None = None, threads: int | None = 1) -> list[np.ndarray]:
     """Run one selector over many pools; same picks as calling it pool by pool.
 
     rkon draws from `row_rng(seed, keys[i])` (keys default to the pool positions). The greedy
-    selectors compute each pool's similarity once and batch prompts of equal pool size.
+    selectors compute each pool's similarity once and batch prompts of equal pool size; their
+    greedy runs on `threads` threads (None: all cores), with the same picks as one thread.
     """
     spec = get_selector(name)
     keys = [str(i) for i in range(len(pools))] if keys is None else list(keys)
@@ -211,7 +212,7 @@ def select_many(name: str, pools: Sequence[Pool], k: int, *, seed: int = 0, keys
             w, b = quality_weights_batch(np.stack([_scores(pools[i], spec.name) for i in idx]), gamma)
         else:
             w = b = np.ones((len(idx), n), dtype=np.float32)
-        picks = _greedy(sims, w, b, k)
+        picks = _greedy(sims, w, b, k, threads)
         for row, i in enumerate(idx):
             out[i] = picks[row]
     return list(out)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mosaic.errors import MosaicError
+from mosaic.parallel import map_chunks, resolve_threads
 
 if TYPE_CHECKING:
     from mosaic.selectors import Pool
@@ -34,15 +35,28 @@ def embed_texts(texts: Sequence[str], batch_size: int = 64, progress: bool = Fal
     return embed(list(texts), batch_size=batch_size, progress=progress)
 
 
-def cosine_kernel_from_embeddings(embeddings: np.ndarray) -> np.ndarray:
+def cosine_kernel_from_embeddings(embeddings: np.ndarray, *, threads: int | None = 1, block: int = 128) -> np.ndarray:
     """sim = (cos + 1) / 2 in float32 for (N, d) or stacked (P, N, d) embeddings; exactly symmetric.
 
     Rows are normalised here (zero rows stay 0). A stacked call gives bitwise the same
-    matrices as one call per prompt.
+    matrices as one call per prompt; `threads` > 1 (None: all cores) computes blocks of
+    `block` prompts concurrently (`mosaic.parallel.map_chunks`), bitwise the same again.
     """
     e = np.asarray(embeddings, dtype=np.float32)
     if e.ndim not in (2, 3):
         raise MosaicError(f"embeddings must be (N, d) or (P, N, d), got shape {e.shape}")
+    if e.ndim == 2 or resolve_threads(threads) == 1:
+        return _cosine_kernel(e)
+    out = np.empty((e.shape[0], e.shape[1], e.shape[1]), dtype=np.float32)
+
+    def run(lo: int, hi: int) -> None:
+        out[lo:hi] = _cosine_kernel(e[lo:hi])
+
+    map_chunks(run, e.shape[0], block, threads)
+    return out
+
+
+def _cosine_kernel(e: np.ndarray) -> np.ndarray:
     norms = np.sqrt(np.einsum("...i,...i->...", e, e))[..., None]
     e = e / np.where(norms > 0, norms, np.float32(1.0))
     cos = e @ np.swapaxes(e, -1, -2)

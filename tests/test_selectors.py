@@ -118,6 +118,34 @@ def test_select_many_equals_pool_by_pool_with_mixed_sizes():
             assert got.tolist() == want.tolist()
 
 
+@pytest.mark.parametrize("probe", [1, 4])
+def test_threads_give_bitwise_the_single_thread_picks(probe):
+    """threads=2 (and all cores) == threads=1: kernels, orders, totals and select_many picks,
+    on a few hundred random pools with duplicate embeddings and tied scores, in small blocks."""
+    rng = np.random.default_rng(5)
+    for n, dim in ((9, 4), (24, 8), (64, 16)):
+        pools = [random_pool(rng, n, dim) for _ in range(150)]
+        emb, scores = np.stack([e for e, _ in pools]), np.stack([s for _, s in pools])
+        sims = cosine_kernel_from_embeddings(emb)
+        for threads in (2, None):
+            assert np.array_equal(cosine_kernel_from_embeddings(emb, threads=threads, block=7), sims)
+        k = int(rng.integers(1, n))
+        w, b = quality_weights_batch(scores, 0.75)
+        one = greedy_facility_location(sims, w, b, k, probe=probe, block=16, symmetric=True, threads=1)
+        for threads in (2, None):
+            many = greedy_facility_location(sims, w, b, k, probe=probe, block=16, symmetric=True, threads=threads)
+            assert np.array_equal(many.order, one.order) and np.array_equal(many.totals, one.totals)
+        for i in range(0, 150, 37):
+            assert one.selected()[i].tolist() == paper_grades(sims[i], scores[i], k, 0.75)
+        objs = [Pool(embeddings=e, scores=s) for e, s in pools]
+        for name in ("dkon", "grades"):
+            want = select_many(name, objs, k, threads=1)
+            got = select_many(name, objs, k, threads=2)
+            assert all(a.tolist() == g.tolist() for a, g in zip(want, got, strict=True))
+    with pytest.raises(MosaicError, match="threads"):
+        greedy_facility_location(sims, w, b, k, threads=0)
+
+
 def block_similarity(sizes: list[int], s_in: float, s_out: float, rng) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))
     sim = np.where(labels[:, None] == labels[None, :], s_in, s_out).astype(np.float32)
@@ -296,8 +324,8 @@ def test_select_cli_end_to_end(tmp_path, selector, capsys):
         if selector == "bkon":
             kept = sorted((r["score"] for r in sel["responses"]), reverse=True)
             assert kept == sorted((r["score"] for r in src["responses"]), reverse=True)[:3]
-    # the same command again gives the same picks (seeded, deterministic)
-    assert main(argv + ["--short", "keep", "--out", str(tmp_path / "again")]) == 0
+    # the same command again gives the same picks (seeded, deterministic; on all cores too)
+    assert main(argv + ["--short", "keep", "--threads", "0", "--out", str(tmp_path / "again")]) == 0
     again = load_split(str(tmp_path / "again"), "demo", "train").to_list()
     assert again[:4] == got and len(again[4]["responses"]) == 2
     assert read_manifest(str(tmp_path / "again"))["demo"]["notes"]["short_kept"] == 1
