@@ -26,6 +26,7 @@ import numpy as np
 
 from mosaic.errors import MosaicError
 from mosaic.parallel import map_chunks
+from mosaic.similarity import cosine_kernel_from_embeddings
 
 _U32 = 2.0**-24  # unit roundoff of float32
 
@@ -76,11 +77,12 @@ def _lazy_step(ws, b, cov, f_cur, bound, slack, probe):
     rest = bound[rows, part[:, probe]]  # the largest bound left out (argpartition puts it at `probe`)
     full = np.flatnonzero(~(f_cur + rest + slack < t_pick))
     if full.size:
-        t = _totals(b[full], cov[full], ws[full])
-        t[np.isneginf(bound[full])] = -np.inf  # already selected
+        t = _totals(b[full], cov[full], ws[full], inplace=True)  # ws[full] is a copy
+        chosen = np.isneginf(bound[full])  # already selected
+        t[chosen] = -np.inf
         best = np.argmax(t, axis=1)
         pick[full], t_pick[full] = best, t[np.arange(full.size), best]
-        bound[full] = np.where(np.isneginf(bound[full]), -np.inf, t - f_cur[full, None])
+        bound[full] = t - f_cur[full, None]  # -inf where selected
     return pick, t_pick
 
 
@@ -112,7 +114,7 @@ def _run_block(ws: np.ndarray, b: np.ndarray, k: int, probe: int) -> tuple[np.nd
             t_pick = t[rows, pick]
         order[:, step] = pick
         totals[:, step] = t_pick
-        cov = np.maximum(cov, ws[rows, pick])
+        np.maximum(cov, ws[rows, pick], out=cov)
         f_cur = t_pick.astype(np.float64)
         bound[rows, pick] = -np.inf
     return order, totals
@@ -143,16 +145,52 @@ def greedy_facility_location(sim: np.ndarray, w: np.ndarray, b: np.ndarray, k: i
         raise MosaicError(f"weights must have shape {(p_count, n)}, got w {w.shape}, b {b.shape}")
     if not 0 <= k <= n:
         raise MosaicError(f"cannot pick k={k} of a pool of {n} candidates")
+
+    def weighted(lo: int, hi: int) -> np.ndarray:
+        # ws[p, c, j] = w[p, c] * sim[p, j, c], contiguous in j (the paper's `w_c * sim[:, c]`)
+        cols = sim[lo:hi] if symmetric else sim[lo:hi].transpose(0, 2, 1)
+        return np.multiply(w[lo:hi, :, None], cols, order="C")
+
+    result = _blocks(weighted, b, k, probe, block, threads)
+    return GreedyResult(order=result.order[0], totals=result.totals[0]) if single else result
+
+
+def greedy_from_embeddings(embeddings: np.ndarray, w: np.ndarray, b: np.ndarray, k: int, *, probe: int = 4,
+                           block: int = 128, threads: int | None = 1) -> GreedyResult:
+    """`greedy_facility_location` on the (cos + 1) / 2 kernel of (P, N, d) embeddings, fused per block.
+
+    Bitwise the result of `greedy_facility_location(cosine_kernel_from_embeddings(embeddings),
+    w, b, k, symmetric=True)`, but each block of `block` prompts builds its kernel and runs its
+    greedy in one task: the (P, N, N) similarity never exists whole, and with `threads` > 1 one
+    thread's BLAS product overlaps another's greedy steps.
+    """
+    e = np.asarray(embeddings, dtype=np.float32)
+    if e.ndim != 3:
+        raise MosaicError(f"embeddings must be (P, N, d), got shape {e.shape}")
+    p_count, n, _ = e.shape
+    w = np.asarray(w, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if w.shape != (p_count, n) or b.shape != (p_count, n):
+        raise MosaicError(f"weights must have shape {(p_count, n)}, got w {w.shape}, b {b.shape}")
+    if not 0 <= k <= n:
+        raise MosaicError(f"cannot pick k={k} of a pool of {n} candidates")
+
+    def weighted(lo: int, hi: int) -> np.ndarray:
+        ws = cosine_kernel_from_embeddings(e[lo:hi])  # exactly symmetric: sim[p, j, c] == sim[p, c, j]
+        ws *= w[lo:hi, :, None]
+        return ws
+
+    return _blocks(weighted, b, k, probe, block, threads)
+
+
+def _blocks(weighted, b: np.ndarray, k: int, probe: int, block: int, threads: int | None) -> GreedyResult:
+    """Run `_run_block` on every block [lo, hi) of prompts, `weighted(lo, hi)` giving its ws tensor."""
+    p_count = b.shape[0]
     order = np.empty((p_count, k), dtype=np.int64)
     totals = np.empty((p_count, k), dtype=np.float32)
     if k:
         def run(lo: int, hi: int) -> None:
-            # ws[p, c, j] = w[p, c] * sim[p, j, c], contiguous in j (the paper's `w_c * sim[:, c]`)
-            cols = sim[lo:hi] if symmetric else sim[lo:hi].transpose(0, 2, 1)
-            ws = np.multiply(w[lo:hi, :, None], cols, order="C")
-            order[lo:hi], totals[lo:hi] = _run_block(ws, b[lo:hi], k, max(1, probe))
+            order[lo:hi], totals[lo:hi] = _run_block(weighted(lo, hi), b[lo:hi], k, max(1, probe))
 
         map_chunks(run, p_count, block, threads)
-    if single:
-        return GreedyResult(order=order[0], totals=totals[0])
     return GreedyResult(order=order, totals=totals)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mosaic.errors import MosaicError
-from mosaic.greedy import greedy_facility_location
+from mosaic.greedy import greedy_facility_location, greedy_from_embeddings
 from mosaic.similarity import Kernel, check_similarity, embedding_kernel
 
 
@@ -81,6 +81,18 @@ def quality_weights_batch(scores: np.ndarray, gamma: float) -> tuple[np.ndarray,
     normalized = np.where(span < 1e-8, np.float32(1.0), normalized)
     w = np.power(np.clip(normalized, 1e-4, 1.0), float(gamma)).astype(np.float32, copy=False)
     return w, np.maximum(w, 1e-4).astype(np.float32, copy=False)
+
+
+def grades_from_embeddings(embeddings: np.ndarray, scores: np.ndarray, k: int, *, gamma: float = 0.75,
+                           threads: int | None = 1, block: int = 256) -> np.ndarray:
+    """(P, k) sorted GRADES picks for stacked (P, N, d) embeddings and (P, N) scores, paper's kernel.
+
+    Bitwise the picks of `grades` pool by pool (and of the kernel-then-greedy batch path), but
+    each block of `block` prompts builds its similarity and runs its greedy in one task
+    (`mosaic.greedy.greedy_from_embeddings`); `threads` > 1 (None: all cores) runs blocks concurrently.
+    """
+    w, b = quality_weights_batch(scores, gamma)
+    return greedy_from_embeddings(embeddings, w, b, k, block=block, threads=threads).selected()
 
 
 def rkon_batch(rng: np.random.Generator, rows: int, n: int, k: int) -> np.ndarray:
@@ -189,6 +201,8 @@ def select_many(name: str, pools: Sequence[Pool], k: int, *, seed: int = 0, keys
     rkon draws from `row_rng(seed, keys[i])` (keys default to the pool positions). The greedy
     selectors compute each pool's similarity once and batch prompts of equal pool size; their
     greedy runs on `threads` threads (None: all cores), with the same picks as one thread.
+    With the default kernel and embeddings in every pool, the kernel is fused with the greedy
+    per block of prompts (`greedy_from_embeddings`), again with the same picks.
     """
     spec = get_selector(name)
     keys = [str(i) for i in range(len(pools))] if keys is None else list(keys)
@@ -207,12 +221,25 @@ def select_many(name: str, pools: Sequence[Pool], k: int, *, seed: int = 0, keys
         else:
             groups.setdefault(n, []).append(i)
     for n, idx in groups.items():
-        sims = np.stack([_similarity(pools[i], kernel) for i in idx])
         if spec.uses_gamma:
             w, b = quality_weights_batch(np.stack([_scores(pools[i], spec.name) for i in idx]), gamma)
         else:
             w = b = np.ones((len(idx), n), dtype=np.float32)
-        picks = _greedy(sims, w, b, k, threads)
+        emb = _stacked_embeddings([pools[i] for i in idx]) if kernel is None else None
+        if emb is not None:  # the default kernel, fused with the greedy block by block
+            picks = greedy_from_embeddings(emb, w, b, k, block=256, threads=threads).selected()
+        else:
+            picks = _greedy(np.stack([_similarity(pools[i], kernel) for i in idx]), w, b, k, threads)
         for row, i in enumerate(idx):
             out[i] = picks[row]
     return list(out)  # type: ignore[arg-type]
+
+
+def _stacked_embeddings(pools: list[Pool]) -> np.ndarray | None:
+    """(P, N, d) float32 embeddings when every pool has finite ones of one shape, else None (the
+    per-pool path then runs, with its validation and error messages)."""
+    embs = [p.embeddings for p in pools]
+    if any(e is None or np.ndim(e) != 2 for e in embs) or len({np.shape(e) for e in embs}) != 1:
+        return None
+    emb = np.stack([np.asarray(e, dtype=np.float32) for e in embs])
+    return emb if np.all(np.isfinite(emb)) else None

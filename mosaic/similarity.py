@@ -56,7 +56,15 @@ def cosine_kernel_from_embeddings(embeddings: np.ndarray, *, threads: int | None
     return out
 
 
+_SUB = 32  # prompts per normalise-and-multiply pass: keeps a pass's embeddings in a core's L2 cache
+
+
 def _cosine_kernel(e: np.ndarray) -> np.ndarray:
+    if e.ndim == 3 and e.shape[0] > _SUB:  # per prompt the same arithmetic, so the same bits
+        out = np.empty((e.shape[0], e.shape[1], e.shape[1]), dtype=np.float32)
+        for lo in range(0, e.shape[0], _SUB):
+            out[lo:lo + _SUB] = _cosine_kernel(e[lo:lo + _SUB])
+        return out
     norms = np.sqrt(np.einsum("...i,...i->...", e, e))[..., None]
     e = e / np.where(norms > 0, norms, np.float32(1.0))
     cos = e @ np.swapaxes(e, -1, -2)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaic.errors import MosaicError
-from mosaic.greedy import greedy_facility_location
+from mosaic.greedy import greedy_facility_location, greedy_from_embeddings
 from mosaic.selectors import (
     Pool,
     bkon,
@@ -16,6 +16,7 @@ from mosaic.selectors import (
     dkon,
     get_selector,
     grades,
+    grades_from_embeddings,
     quality_weights,
     quality_weights_batch,
     rkon,
@@ -144,6 +145,38 @@ def test_threads_give_bitwise_the_single_thread_picks(probe):
             assert all(a.tolist() == g.tolist() for a, g in zip(want, got, strict=True))
     with pytest.raises(MosaicError, match="threads"):
         greedy_facility_location(sims, w, b, k, threads=0)
+
+
+@pytest.mark.parametrize("probe", [1, 4])
+def test_fused_embedding_path_is_bitwise_the_two_stage_path(probe):
+    """greedy_from_embeddings / grades_from_embeddings (kernel + greedy per block, threaded) ==
+    cosine_kernel_from_embeddings then greedy_facility_location: orders, totals and picks,
+    on random pools with duplicate embeddings and tied scores, in blocks that do not divide P."""
+    rng = np.random.default_rng(11)
+    for n, dim, gamma in ((9, 4, 0.0), (24, 8, 0.75), (64, 16, 2.0), (64, 384, 0.75)):
+        pools = [random_pool(rng, n, dim) for _ in range(120)]
+        emb, scores = np.stack([e for e, _ in pools]), np.stack([s for _, s in pools])
+        for k in (0, int(rng.integers(1, n)), n):
+            w, b = quality_weights_batch(scores, gamma)
+            want = greedy_facility_location(cosine_kernel_from_embeddings(emb), w, b, k, probe=probe, symmetric=True)
+            for threads, block in ((1, 256), (2, 17), (None, 50)):
+                got = greedy_from_embeddings(emb, w, b, k, probe=probe, block=block, threads=threads)
+                assert np.array_equal(got.order, want.order) and np.array_equal(got.totals, want.totals)
+                picks = grades_from_embeddings(emb, scores, k, gamma=gamma, threads=threads, block=block)
+                assert np.array_equal(picks, want.selected())
+            for i in range(0, 120, 29):
+                assert want.selected()[i].tolist() == paper_grades(cosine_kernel_from_embeddings(emb[i]),
+                                                                    scores[i], k, gamma)
+    objs = [Pool(embeddings=e.astype(np.float64), scores=s) for e, s in pools]
+    for name in ("dkon", "grades"):  # select_many takes the fused path here
+        assert [p.tolist() for p in select_many(name, objs, 5, threads=2)] == \
+            [get_selector(name).fn(p, 5).tolist() for p in objs]
+    with pytest.raises(MosaicError, match="embeddings"):
+        greedy_from_embeddings(emb[0], w[0], b[0], 3)
+    bad = list(objs)
+    bad[3] = Pool(embeddings=np.full((n, 384), np.nan), scores=scores[3], where="row 3")
+    with pytest.raises(MosaicError, match="row 3"):
+        select_many("grades", bad, 5)
 
 
 def block_similarity(sizes: list[int], s_in: float, s_out: float, rng) -> tuple[np.ndarray, np.ndarray]:
