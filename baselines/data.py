@@ -72,8 +72,7 @@ class TrainSet:
 
 def load_rows(cfg: TrainConfig) -> Rows:
     """The training split's rows, with clear errors for a missing config/split or a layout without responses."""
-    from mosaic.fingerprint import fingerprint
-    from mosaic.hub import check_config_split, load_split, read_manifest
+    from mosaic.hub import check_config_split, load_record_rows, read_manifest
 
     manifest = read_manifest(cfg.data)
     check_config_split(manifest, cfg.data, cfg.config)
@@ -81,14 +80,7 @@ def load_rows(cfg: TrainConfig) -> Rows:
         have = ", ".join(manifest[cfg.config]["splits"]) or "none"
         raise MosaicError(f"{cfg.data}: config {cfg.config!r} has no {cfg.split!r} split to train on (splits: "
                           f"{have}); pass --split NAME or build the data with a train split")
-    entry = manifest[cfg.config]
-    if entry.get("layout") not in (None, "record"):
-        raise MosaicError(f"{cfg.data}: config {cfg.config!r} has layout {entry['layout']!r}; training needs "
-                          "rows with responses (the record layout)")
-    rows = load_split(cfg.data, cfg.config, cfg.split).to_list()
-    if rows and "responses" not in rows[0]:
-        raise MosaicError(f"{cfg.data}: config {cfg.config!r} rows have no `responses` field")
-    fp = entry["splits"][cfg.split].get("fingerprint") or fingerprint(rows)
+    rows, fp = load_record_rows(cfg.data, cfg.config, cfg.split, "training", manifest)
     return Rows(rows, str(cfg.data), cfg.config, cfg.split, fp)
 
 

@@ -240,6 +240,23 @@ def load_split(source: str | Path, config: str, split: str):
     return ds
 
 
+def load_record_rows(source: str | Path, config: str, split: str, purpose: str,
+                     manifest: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], str]:
+    """(rows, the split's fingerprint) of a config with responses (the record layout), for `purpose`
+    (e.g. "training"); the fingerprint is the card's, else computed from the rows."""
+    source = str(source)
+    manifest = read_manifest(source) if manifest is None else manifest
+    check_config_split(manifest, source, config, split)
+    entry = manifest[config]
+    if entry.get("layout") not in (None, "record"):
+        raise MosaicError(f"{source}: config {config!r} has layout {entry['layout']!r}; {purpose} needs "
+                          "rows with responses (the record layout)")
+    rows = load_split(source, config, split).to_list()
+    if rows and "responses" not in rows[0]:
+        raise MosaicError(f"{source}: config {config!r} rows have no `responses` field")
+    return rows, entry["splits"][split].get("fingerprint") or fingerprint(rows)
+
+
 def _read_shards(folder: Path, config: str, split: str):
     import pyarrow as pa
     import pyarrow.parquet as pq

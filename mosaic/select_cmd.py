@@ -61,8 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from mosaic import __version__
     from mosaic.errors import MosaicError
-    from mosaic.fingerprint import fingerprint
-    from mosaic.hub import ConfigSpec, check_config_split, export_folder, load_split, read_manifest
+    from mosaic.hub import ConfigSpec, export_folder, load_record_rows, read_manifest
     from mosaic.selectors import Pool, get_selector, select_many
     from mosaic.similarity import EMBEDDING_MODEL, embed_texts, get_kernel
 
@@ -71,15 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise MosaicError(f"--k must be >= 1 (got {args.k})")
     manifest = read_manifest(args.data)
-    check_config_split(manifest, args.data, args.config, args.split)
+    rows, source_fp = load_record_rows(args.data, args.config, args.split, "selection", manifest)
     entry = manifest[args.config]
-    if entry.get("layout") not in (None, "record"):
-        raise MosaicError(f"{args.data}: config {args.config!r} has layout {entry['layout']!r}; "
-                          "selection needs rows with responses")
-    rows = load_split(args.data, args.config, args.split).to_list()
-    if rows and "responses" not in rows[0]:
-        raise MosaicError(f"{args.data}: config {args.config!r} rows have no `responses` field")
-    source_fp = entry["splits"][args.split].get("fingerprint") or fingerprint(rows)
 
     short = [r for r in rows if len(r["responses"]) < args.k]
     if short and args.short == "error":
