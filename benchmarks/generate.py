@@ -34,11 +34,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not benchmarks/ (its select.py)
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root: mosaic, evaluator, benchmarks import
+
+from benchmarks.timing import timed  # noqa: E402
 
 TEMPERATURE, TOP_P, SEED = 0.8, 0.95, 1234
 
@@ -132,21 +133,6 @@ def run_batched(lm, encoded, batch_size: int, kwargs: dict):
             out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **kwargs)
         outputs.append((out, width))
     return outputs
-
-
-def timed(fn, device: str, repeats: int):
-    import torch
-
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        result = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return result, best
 
 
 def main(argv: list[str] | None = None) -> int:

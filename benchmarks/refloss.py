@@ -37,10 +37,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not benchmarks/ (its select.py)
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root: mosaic, evaluator, benchmarks import
+
+from benchmarks.timing import timed  # noqa: E402
 
 
 def load_prompts(data: str, split: str, n: int, tok, fmt) -> list[tuple[str, list[int], list[str], list[list[int]]]]:
@@ -82,21 +83,6 @@ def check_lm_eval_tokens(lm, prompts) -> str:
             moved += len(cont_enc) - len(r)
     return f"lm_eval's _encode_pair gives the same full sequence for every pair; its split puts {moved} " \
            f"more token(s) in the continuation (the context's trailing newline), so it is timed on our split"
-
-
-def timed(fn, device: str, repeats: int):
-    import torch
-
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
 
 
 def main(argv: list[str] | None = None) -> int:
