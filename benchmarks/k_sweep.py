@@ -11,6 +11,11 @@ and the training throughput the card recorded (real tokens / wall s of the loop;
 memory in MB when on a GPU). Everything is written under --out-dir: one adapter folder and one
 results file per K, and `k_sweep.json` with the table's numbers.
 
+--stage train|eval splits the sweep in two (e.g. when the evaluation needs files that arrive
+later): `train` trains every K and records the training wall times in `train_times.json`; `eval`
+evaluates the adapters already under --out-dir (each must hold its training_card.json) and prints
+the table. The default, `all`, does both, one K after the other.
+
     .venv/bin/python benchmarks/k_sweep.py [--ks 1,2,4] [--selector rkon] [--max-steps 50] [--base]
         [--model M] [--data D] [--preset quick] [--out-dir runs/k-sweep]
         [--train-args "--batch-size 16"] [--eval-args "--max-items 0"]
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default="runs/k-sweep", help="adapters, results files and k_sweep.json")
     ap.add_argument("--train-args", default="", help="extra `mosaic train` flags, one quoted string")
     ap.add_argument("--eval-args", default="", help="extra `mosaic eval` flags, one quoted string")
+    ap.add_argument("--stage", choices=["all", "train", "eval"], default="all",
+                    help="all (default), train only, or eval only of adapters trained earlier into --out-dir")
     args = ap.parse_args(argv)
 
     ks = [int(k) for k in args.ks.split(",")]
@@ -100,19 +107,34 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     common = [*(["--model", args.model] if args.model else []), *(["--data", args.data] if args.data else [])]
     evals = ["--preset", args.preset, "--seed", str(args.seed), *shlex.split(args.eval_args)]
+    train_times_path = out / "train_times.json"
+    train_times = json.loads(train_times_path.read_text()) if train_times_path.exists() else {}
+    if args.stage == "eval":
+        missing = [str(out / f"k{k}" / "training_card.json") for k in ks
+                   if not (out / f"k{k}" / "training_card.json").exists()]
+        if missing:
+            sys.exit(f"k_sweep: --stage eval needs adapters trained by --stage train; missing {', '.join(missing)}")
     rows = []
-    if args.base:
+    if args.base and args.stage != "train":
         path = out / "base.json"
         t = _mosaic(["eval", *common, *evals, "--out", str(path)])
         rows.append(row_of("base", None, path, None, {"eval": t}))
     for k in ks:
         adapter, path = out / f"k{k}", out / f"k{k}.json"
         method = "srt" if k == 1 else "mrt"
-        times = {"train": _mosaic(["train", "--method", method, "--k", str(k), "--selector", args.selector,
-                                   "--max-steps", str(args.max_steps), "--seed", str(args.seed), *common,
-                                   "--out", str(adapter), "--overwrite", *shlex.split(args.train_args)])}
-        times["eval"] = _mosaic(["eval", *common, "--adapter", str(adapter), *evals, "--out", str(path)])
-        rows.append(row_of(f"K={k}", k, path, adapter / "training_card.json", times))
+        if args.stage != "eval":
+            train_times[str(k)] = _mosaic(["train", "--method", method, "--k", str(k), "--selector", args.selector,
+                                           "--max-steps", str(args.max_steps), "--seed", str(args.seed), *common,
+                                           "--out", str(adapter), "--overwrite", *shlex.split(args.train_args)])
+            train_times_path.write_text(json.dumps(train_times, indent=2))
+        if args.stage != "train":
+            times = {"train": train_times.get(str(k)),
+                     "eval": _mosaic(["eval", *common, "--adapter", str(adapter), *evals, "--out", str(path)])}
+            rows.append(row_of(f"K={k}", k, path, adapter / "training_card.json", times))
+    if args.stage == "train":
+        print(f"trained K = {', '.join(map(str, ks))} into {out} (train wall s: {train_times}); "
+              "evaluate them with --stage eval")
+        return 0
     print(f"\nK sweep: selector {args.selector}, {args.max_steps} optimizer steps per K, seed {args.seed}, "
           f"preset {args.preset}")
     print_table(rows)
