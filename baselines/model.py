@@ -57,8 +57,11 @@ def inspect_model(cfg: TrainConfig) -> ModelSpec:
     if len(tokenizer) > vocab:
         raise MosaicError(f"model {model_id}: the tokenizer has {len(tokenizer)} tokens but the embedding matrix "
                           f"only {vocab}; the tokenizer does not belong to this model")
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is never attended to nor scored
     if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        raise MosaicError(f"model {model_id}: its tokenizer has neither a pad nor an eos token (is "
+                          f"tokenizer_config.json missing from {source}?); set one of them in that file")
     return ModelSpec(source, model_id, revision, tokenizer, config, names)
 
 

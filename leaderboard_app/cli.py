@@ -39,6 +39,11 @@ def _add_leaderboard(p: argparse.ArgumentParser) -> None:
     _roots(serve)
     serve.add_argument("--admin-token-env", default=TOKEN_ENV, metavar="NAME",
                        help=f"environment variable holding the admin token (default {TOKEN_ENV}); unset = no admin")
+    serve.add_argument("--preload", action="append", metavar="DIR",
+                       help="submit every results JSON in DIR at start-up, as uploads (repeatable; files already on "
+                            "the board are skipped)")
+    serve.add_argument("--no-reference-results", action="store_true",
+                       help="do not preload the shipped reference results (the H100 K-sweep baselines on MOSAIC-mini)")
     serve.add_argument("--max-upload-mb", type=float, default=2.0, help="largest results file accepted (2 MB)")
     _hub(serve)
     serve.add_argument("--sync-interval", type=float, default=300.0, help="seconds between Hub sync rounds (300)")
@@ -64,7 +69,7 @@ def _add_leaderboard(p: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from leaderboard_app.policy import read_admin_token
-    from leaderboard_app.service import Leaderboard
+    from leaderboard_app.service import REFERENCE_RESULTS, Leaderboard
     from leaderboard_app.sync import HubSync, SyncTarget
     from mosaic.benchmark import DEFAULT_DATA
 
@@ -73,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     target = SyncTarget(args.hub_results_repo, args.hub_requests_repo)
     lb = Leaderboard.open(args.db, args.benchmark or [str(DEFAULT_DATA)], args.model_root,
                           read_admin_token(args.admin_token_env), int(args.max_upload_mb * 1024 * 1024))
+    _preload(lb, ([] if args.no_reference_results else [str(REFERENCE_RESULTS)]) + (args.preload or []))
     if target.enabled:
         import threading
 
@@ -86,6 +92,20 @@ def _serve(args: argparse.Namespace) -> int:
           f"http://{args.host}:{args.port}/", flush=True)
     serve(lb, args.host, args.port, block=True)
     return 0
+
+
+def _preload(lb, folders: list[str]) -> None:
+    """Submit each folder's results files; print what was added and, loudly, what was refused."""
+    import sys
+
+    for folder in folders:
+        outcomes = lb.preload(folder)
+        added = sum(o.ok for _, o in outcomes)
+        present = sum(bool(o.extra.get("duplicate")) for _, o in outcomes)
+        print(f"preload {folder}: {added} added, {present} already on the board", flush=True)
+        for name, o in outcomes:
+            if not o.ok and not o.extra.get("duplicate"):
+                print(f"preload {folder}/{name}: refused: {o.message}", file=sys.stderr, flush=True)
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -16,7 +16,9 @@ from leaderboard_app.records import UPLOADED, Outcome, Request, ResultRow, Submi
 from leaderboard_app.scoring_queue import RequestQueue
 from leaderboard_app.store import Store
 from leaderboard_app.submission import Benchmark, load_benchmark, parse_results
+from mosaic.errors import MosaicError
 
+REFERENCE_RESULTS = Path(__file__).resolve().parent / "reference_results"  # shipped GPU baselines
 HIDE, UNHIDE, DELETE, RERUN = "hide result", "unhide result", "delete result", "re-run request"
 ADMIN_ACTIONS = (HIDE, UNHIDE, DELETE, RERUN)
 
@@ -63,6 +65,15 @@ class Leaderboard:
         except OSError as exc:
             return Outcome(False, f"cannot read the uploaded file ({exc.strerror})")
         return self.store.add_result(sub, UPLOADED)
+
+    def preload(self, folder: str | Path) -> list[tuple[str, Outcome]]:
+        """Submit every results JSON directly inside `folder` (by name), exactly as an upload; a file
+        already on the board answers with its duplicate Outcome, so preloading again is harmless."""
+        folder = Path(folder)
+        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        if not files:
+            raise MosaicError(f"--preload {folder}: not a folder holding results JSON files (*.json)")
+        return [(f.name, self.submit_file(str(f))) for f in files]
 
     def queue_model(self, model: Any, adapter: Any = None, method: Any = None, k: Any = None,
                     selector: Any = None) -> Outcome:

@@ -229,3 +229,16 @@ def test_throughput_benchmark_runs_on_cpu(tiny_model_dir, train_data):  # noqa: 
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith(("plain", "ours"))}
     assert set(rows) == {"plain", "ours"} and rows["plain"][5] == rows["ours"][5]  # loss@1 to 4 decimals
     assert "speed-up" in proc.stdout
+
+
+def test_tokenizer_without_pad_or_eos_is_refused(tiny_model_dir, train_data, tmp_path):  # noqa: F811
+    """A model folder missing tokenizer_config.json (seen on a hand-copied model) has no pad and no
+    eos token: a named error before any training, not a crash inside batching."""
+    from baselines.model import inspect_model
+    from mosaic.errors import MosaicError
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare)
+    (bare / "tokenizer_config.json").unlink()
+    with pytest.raises(MosaicError, match="neither a pad nor an eos token .*tokenizer_config.json"):
+        inspect_model(tiny_config(train_data, bare, tmp_path / "o"))
