@@ -200,3 +200,10 @@ def test_command_user_errors(tmp_path, args, env, message):
     proc = mosaic(*[a.format(tmp=tmp_path) for a in args], env={**os.environ, **env})
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_serve_preloads_the_reference_results(client, app):
+    """A fresh `mosaic leaderboard serve` lists the shipped H100 K-sweep results (origin uploaded)."""
+    rows = [r for r in _listed(client) if r["id"] <= 4]  # preloaded before the app answers: the first four ids
+    assert sorted((r["method"] or "", r["k"] or 0) for r in rows) == [("", 0), ("mrt", 2), ("mrt", 4), ("srt", 1)]
+    assert "preload " in app.log.read_text() and "4 added, 0 already on the board" in app.log.read_text()
