@@ -16,6 +16,7 @@ from mosaic.errors import MosaicError
 #   ~24k scored tokens; generation 32 prompts x 4 samples x 48 new tokens (96 for code) = ~7.7k
 #   tokens; all 168 mcq questions (one forward pass each).
 # paper: the paper's settings on every item (n 16; 192 new tokens, 512 for code).
+SCORING = ("auto", "shared-prompt", "batched")
 PRESETS: dict[str, dict] = {
     "quick": {"n_samples": 4, "max_new_tokens": 48, "max_new_tokens_code": 96, "max_items": 8},
     "paper": {"n_samples": 16, "max_new_tokens": 192, "max_new_tokens_code": 512},
@@ -39,6 +40,7 @@ class EvalConfig:
     top_p: float = 0.95
     backend: str = "auto"  # auto | hf | vllm
     batch_size: int = 8  # references per scoring forward pass (results do not depend on it)
+    scoring: str = "auto"  # reference-loss passes: shared-prompt | batched | auto (batched on CUDA)
     gen_batch_size: int = 64  # sequences per generation batch
     device: str = "auto"
     seed: int = 0  # sampling and bootstrap seed
@@ -69,13 +71,15 @@ class EvalConfig:
                      "bootstrap_resamples", "ece_bins"):
             if getattr(out, name) < 1:
                 raise MosaicError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(out, name)}")
+        if out.scoring not in SCORING:
+            raise MosaicError(f"--scoring must be one of {', '.join(SCORING)}, got {out.scoring!r}")
         if not 0 < out.top_p <= 1 or out.temperature < 0:
             raise MosaicError("need 0 < top_p <= 1 and temperature >= 0")
         return out
 
     def scoring_dict(self) -> dict:
         """The options that change a number (no paths, devices or batch sizes)."""
-        skip = {"out", "generations", "from_generations", "resume", "device", "batch_size", "gen_batch_size",
+        skip = {"out", "generations", "from_generations", "resume", "device", "batch_size", "gen_batch_size", "scoring",
                 "backend", "data", "model", "adapter"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 

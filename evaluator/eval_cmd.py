@@ -33,6 +33,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generation backend: vllm when importable (GPU), else batched transformers")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"references per scoring pass ({d.batch_size}); results do not depend on it")
+    p.add_argument("--scoring", choices=["auto", "shared-prompt", "batched"], default=d.scoring,
+                   help="reference-loss passes: shared-prompt (each prompt encoded once, its references batched "
+                        "on its cache: fewest FLOPs, best on CPU), batched (--batch-size whole sequences from many "
+                        "prompts per pass: fewest launches, for GPUs), auto = batched on CUDA (default)")
     p.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size,
                    help=f"sequences per generation batch ({d.gen_batch_size})")
     p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu, cuda, cuda:1, ...")

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evaluator.metrics import Scores
-from evaluator.scoring import ScoredResponse, score_prompt_references
+from evaluator.scoring import ScoredResponse, score_pairs_batched, score_prompt_references
 
 
 def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
@@ -21,16 +21,30 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
         lm = ctx.model()
         fmt = detect_format(lm.tokenizer)
         ctx.notes["prompt_format"] = fmt.kind
+        strategy = ctx.cfg.scoring
+        if strategy == "auto":
+            strategy = "batched" if str(lm.device).startswith("cuda") else "shared-prompt"
+        ctx.notes.setdefault("reference_loss_scoring", {})[config] = strategy
         rows = [r for r in ctx.rows[config] if r["responses"]]
+        encoded = []
+        for row in rows:
+            prompt_ids = fmt.prompt_ids(lm.tokenizer, row["prompt"])
+            encoded.append((prompt_ids, [fmt.response_ids(lm.tokenizer, row["prompt"], r["text"])
+                                         for r in row["responses"]]))
         out: dict[str, list[ScoredResponse]] = {}
-        tokens = 0
         with ctx.timer("reference_loss"):
-            for row in tqdm(rows, desc=f"{config}: reference loss", unit="prompt", disable=not ctx.progress):
-                prompt_ids = fmt.prompt_ids(lm.tokenizer, row["prompt"])
-                refs = [fmt.response_ids(lm.tokenizer, row["prompt"], r["text"]) for r in row["responses"]]
-                out[row["id"]] = score_prompt_references(lm.model, prompt_ids, refs, ctx.cfg.batch_size)
-                tokens += len(prompt_ids) + sum(len(r) for r in refs)
-        ctx.notes.setdefault("reference_loss_tokens", {})[config] = tokens
+            if strategy == "shared-prompt":
+                for row, (prompt_ids, refs) in tqdm(list(zip(rows, encoded)), desc=f"{config}: reference loss",
+                                                    unit="prompt", disable=not ctx.progress):
+                    out[row["id"]] = score_prompt_references(lm.model, prompt_ids, refs, ctx.cfg.batch_size)
+            else:
+                pairs = [(p, r) for p, refs in encoded for r in refs]
+                with tqdm(total=len(pairs), desc=f"{config}: reference loss", unit="reference",
+                          disable=not ctx.progress) as bar:
+                    flat = iter(score_pairs_batched(lm.model, pairs, ctx.cfg.batch_size, on_batch=bar.update))
+                out = {row["id"]: [next(flat) for _ in refs] for row, (_, refs) in zip(rows, encoded)}
+        ctx.notes.setdefault("reference_loss_tokens", {})[config] = \
+            sum(len(p) + sum(len(r) for r in refs) for p, refs in encoded)
         return out
     return ctx.memo(("ref_nll", config), compute)
 

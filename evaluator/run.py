@@ -145,7 +145,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
         "adapter": None if lm is None else lm.adapter,
         "data": {"source": cfg.data, "split": cfg.split, "configs": facts},
         "config": {**cfg.scoring_dict(), "eval_config_hash": cfg.hash(), "model": cfg.model,
-                   "adapter": cfg.adapter, "backend": cfg.backend, "batch_size": cfg.batch_size,
+                   "adapter": cfg.adapter, "backend": cfg.backend, "batch_size": cfg.batch_size, "scoring": cfg.scoring,
                    "gen_batch_size": cfg.gen_batch_size, "from_generations": cfg.from_generations},
         "notes": ctx.notes,
         "metrics": metrics,

@@ -83,6 +83,65 @@ def score_prompt_references(model, prompt_ids: Sequence[int], references: Sequen
         return results
 
 
+def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = 64,
+                        on_batch=None) -> list[ScoredResponse]:
+    """Token NLLs of each (prompt ids, reference ids) pair, many prompts per forward pass.
+
+    The GPU path: a forward is cheap there and a launch is not, so `batch_size` whole sequences
+    (prompt + reference, longest first across ALL prompts) share one pass instead of one prompt's
+    references. Sequences are left-padded, so every row ends at the last column; positions count
+    real tokens only (pads are masked keys), and the model is asked for logits at the last
+    max(reference length) + 1 columns only (`logits_to_keep`), the span that holds every scored
+    token's prediction. The prompt is recomputed per reference (no cache sharing), which costs
+    prompt FLOPs but not launches. Same quantity as `score_prompt_references`, input order kept;
+    `on_batch(n_pairs)` is called after each pass (progress)."""
+    import torch
+
+    device = next(model.parameters()).device
+    seqs = [(list(p), list(r)) for p, r in pairs]
+    if any(not p or not r for p, r in seqs):
+        raise ValueError("every pair needs a non-empty prompt and reference")
+    order = sorted(range(len(seqs)), key=lambda i: (-(len(seqs[i][0]) + len(seqs[i][1])), i))
+    results: list[ScoredResponse | None] = [None] * len(seqs)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            full = [seqs[i][0] + seqs[i][1] for i in idx]
+            width = max(len(f) for f in full)
+            keep = max(len(seqs[i][1]) for i in idx) + 1
+            ids = torch.zeros((len(idx), width), dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for b, f in enumerate(full):
+                ids[b, width - len(f):] = torch.tensor(f)
+                mask[b, width - len(f):] = 1
+            positions = (mask.cumsum(1) - 1).clamp_(min=0)
+            logits = _forward_last(model, ids.to(device), mask.to(device), positions.to(device), keep)
+            rows, targets = [], []
+            for b, i in enumerate(idx):
+                ref = seqs[i][1]
+                rows.append(logits[b, keep - 1 - len(ref):keep - 1])  # the columns predicting ref tokens
+                targets.extend(ref)
+            nll = _token_nll(torch.cat(rows), torch.tensor(targets, device=device)).cpu().numpy()
+            offset = 0
+            for i in idx:
+                n = len(seqs[i][1])
+                results[i] = ScoredResponse(nll[offset:offset + n])
+                offset += n
+            if on_batch is not None:
+                on_batch(len(idx))
+    return results
+
+
+def _forward_last(model, ids, mask, positions, keep: int):
+    """Logits at the last `keep` columns (all columns when the forward has no `logits_to_keep`)."""
+    try:
+        return model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+    except TypeError as exc:
+        if "logits_to_keep" not in str(exc):
+            raise
+        return model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -keep:]
+
+
 def _prompt_pass(model, prompt):
     """Forward over the prompt with a cache; only the last position's logits when the model allows."""
     try:

@@ -193,3 +193,37 @@ def test_presets_and_item_subsets():
     assert len(sub) == 12 and len({r["item_id"] for r in sub}) == 4
     assert sub == [r for r in rows if r in sub]  # original order kept
     assert subsample_items(rows, 4, seed=0) == sub and subsample_items(rows, 4, seed=1) != sub
+
+
+def test_batched_scoring_equals_the_shared_prompt_path_and_the_plain_forward(tiny_model_dir):
+    """`--scoring batched` (many prompts per pass, left padding, logits at the last columns only)
+    gives the shared-prompt path's token NLLs, for any batch size, and each pair's NLL equals a
+    plain full forward's; prompts and references of very different lengths share a batch."""
+    from evaluator.models import load_model
+    from evaluator.refloss import reference_nll
+    from evaluator.scoring import score_full_sequence, score_pairs_batched
+
+    shared = _ctx(tiny_model_dir, ROWS, scoring="shared-prompt")
+    want = reference_nll(shared, "c")
+    assert shared.notes["reference_loss_scoring"] == {"c": "shared-prompt"}
+    for bs in (1, 3, 64):
+        batched = _ctx(tiny_model_dir, ROWS, batch_size=bs, scoring="batched")
+        got = reference_nll(batched, "c")
+        assert batched.notes["reference_loss_scoring"] == {"c": "batched"}
+        assert list(got) == list(want)
+        for rid in want:
+            assert [r.n_tokens for r in got[rid]] == [r.n_tokens for r in want[rid]]
+            for a, b in zip(got[rid], want[rid]):
+                assert np.allclose(a.nll, b.nll, rtol=0, atol=1e-5)
+    model = load_model(str(tiny_model_dir), device="cpu").model
+    rng = np.random.default_rng(0)
+    pairs = [(rng.integers(3, 40000, size=p).tolist(), rng.integers(3, 40000, size=r).tolist())
+             for p, r in [(3, 30), (40, 1), (17, 5), (1, 12), (40, 30)]]
+    for bs in (2, 5):
+        seen = []
+        scored = score_pairs_batched(model, pairs, bs, on_batch=seen.append)
+        assert sum(seen) == len(pairs) and len(seen) == -(-len(pairs) // bs)
+        for (p, r), s in zip(pairs, scored):
+            assert np.allclose(s.nll, score_full_sequence(model, p, r).nll, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="non-empty prompt and reference"):
+        score_pairs_batched(model, [([1, 2], [])])
