@@ -43,7 +43,8 @@ def _add_leaderboard(p: argparse.ArgumentParser) -> None:
                        help="submit every results JSON in DIR at start-up, as uploads (repeatable; files already on "
                             "the board are skipped)")
     serve.add_argument("--no-reference-results", action="store_true",
-                       help="do not preload the shipped reference results (the H100 K-sweep baselines on MOSAIC-mini)")
+                       help="do not preload the shipped reference results (the H100 K-sweep baselines on MOSAIC-mini; "
+                            "only preloaded when MOSAIC-mini is ranked)")
     serve.add_argument("--max-upload-mb", type=float, default=2.0, help="largest results file accepted (2 MB)")
     _hub(serve)
     serve.add_argument("--sync-interval", type=float, default=300.0, help="seconds between Hub sync rounds (300)")
@@ -78,7 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
     target = SyncTarget(args.hub_results_repo, args.hub_requests_repo)
     lb = Leaderboard.open(args.db, args.benchmark or [str(DEFAULT_DATA)], args.model_root,
                           read_admin_token(args.admin_token_env), int(args.max_upload_mb * 1024 * 1024))
-    _preload(lb, ([] if args.no_reference_results else [str(REFERENCE_RESULTS)]) + (args.preload or []))
+    reference = not args.no_reference_results and Path(DEFAULT_DATA).name in lb.suites  # they rank MOSAIC-mini
+    _preload(lb, ([str(REFERENCE_RESULTS)] if reference else []) + (args.preload or []))
     if target.enabled:
         import threading
 
