@@ -27,6 +27,7 @@ PRESETS: dict[str, dict] = {
 class EvalConfig:
     model: str = "smollm2-135m-instruct"  # local folder, Hub id, or the default small model
     adapter: str | None = None  # peft LoRA adapter folder
+    revision: str | None = None  # Hub model ids: the branch, tag or commit to load (recorded in the results)
     data: str = str(DEFAULT_DATA)  # Hub-shaped folder or Hub dataset id
     configs: list[str] | None = None  # None = every config of the data
     split: str = "test"
@@ -80,7 +81,7 @@ class EvalConfig:
     def scoring_dict(self) -> dict:
         """The options that change a number (no paths, devices or batch sizes)."""
         skip = {"out", "generations", "from_generations", "resume", "device", "batch_size", "gen_batch_size", "scoring",
-                "backend", "data", "model", "adapter"}
+                "backend", "data", "model", "adapter", "revision"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def hash(self) -> str:

@@ -31,19 +31,25 @@ class LoadedModel:
 
 
 def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: str = "auto",
-               dtype: str | None = None) -> LoadedModel:
+               dtype: str | None = None, revision: str | None = None) -> LoadedModel:
+    """`revision` (branch, tag or commit) applies to Hub ids only; a local folder is what it is."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source, model_id, revision = resolve_model(spec)
+    source, model_id, _ = resolve_model(spec)
+    if revision and Path(source).exists():
+        raise MosaicError(f"--revision {revision}: {spec} is a local model folder; a revision applies to Hub "
+                          "model ids only")
     device, torch_dtype = choose_device(device)
     if dtype:
         torch_dtype = getattr(torch, dtype)
+    at = {"revision": revision} if revision else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, **at)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **at)
     except OSError as exc:
-        raise MosaicError(f"cannot load model {spec!r}: {str(exc).splitlines()[0]} (offline? pass a local "
+        where = f" at revision {revision!r}" if revision else ""
+        raise MosaicError(f"cannot load model {spec!r}{where}: {str(exc).splitlines()[0]} (offline? pass a local "
                           "folder with --model)") from exc
     weights = sorted(Path(source).glob("*.safetensors")) + sorted(Path(source).glob("*.bin"))
     info = None
@@ -53,7 +59,7 @@ def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: st
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     commit = getattr(model.config, "_commit_hash", None)
-    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, path=source, revision=revision or commit,
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, path=source, revision=commit or revision,
                        weights_hash=file_hash(weights) if weights else None, adapter=info,
                        num_parameters=sum(p.numel() for p in model.parameters()), device=device,
                        dtype=str(torch_dtype).replace("torch.", ""))

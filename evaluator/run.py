@@ -106,7 +106,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
         rows = {c: distributed.shard_rows(rs, dist) for c, rs in rows.items()}
         cfg.generations = rank_file.format(dist.rank)
     ctx = EvalContext(cfg=cfg, rows=rows, layouts=layouts, progress=progress and dist.is_main,
-                      load_model=lambda: load_model(cfg.model, cfg.adapter, device))
+                      load_model=lambda: load_model(cfg.model, cfg.adapter, device, revision=cfg.revision))
     gathered = [(config, metric, distributed.merge_scores(dist.gather(metric.per_prompt(ctx, config)),
                                                           order[config]))
                 for config, metric in plan]
@@ -144,7 +144,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
             "num_parameters": lm.num_parameters, "dtype": lm.dtype, "device": lm.device},
         "adapter": None if lm is None else lm.adapter,
         "data": {"source": cfg.data, "split": cfg.split, "configs": facts},
-        "config": {**cfg.scoring_dict(), "eval_config_hash": cfg.hash(), "model": cfg.model,
+        "config": {**cfg.scoring_dict(), "eval_config_hash": cfg.hash(), "model": cfg.model, "revision": cfg.revision,
                    "adapter": cfg.adapter, "backend": cfg.backend, "batch_size": cfg.batch_size, "scoring": cfg.scoring,
                    "gen_batch_size": cfg.gen_batch_size, "from_generations": cfg.from_generations},
         "notes": ctx.notes,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,9 +15,9 @@ from mosaic.hub import ConfigSpec, export_folder
 from mosaic.schema import MCQRecord, Record, Response, Tests
 
 
-def _mosaic(*args, timeout=900):
+def _mosaic(*args, timeout=900, env=None):
     proc = subprocess.run([sys.executable, "-m", "mosaic.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -181,3 +182,14 @@ def test_two_processes_through_accelerate_match_one(bench, tiny_model_dir, tmp_p
     gens = [json.loads(x) for x in open(dist["generations_file"])]
     assert len(gens) == 30 and len({(g["id"], g["sample_index"]) for g in gens}) == 30
     assert not list(tmp_path.glob("*.rank*"))  # per-process files merged and removed
+
+
+def test_revision_is_for_hub_ids_and_named_in_errors(bench, tiny_model_dir, tmp_path):
+    code, _, err = _mosaic("eval", "--model", tiny_model_dir, "--revision", "main", "--data", bench,
+                           "--metrics", "ref_loss", "--out", tmp_path / "r.json")
+    assert code == 2 and "is a local model folder; a revision applies to Hub model ids only" in err
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    code, _, err = _mosaic("eval", "--model", "no-such-org/no-such-model", "--revision", "v1.0", "--data", bench,
+                           "--metrics", "ref_loss", "--out", tmp_path / "r.json", env=offline)
+    assert code == 2 and "cannot load model 'no-such-org/no-such-model' at revision 'v1.0'" in err
+    assert "Traceback" not in err and not (tmp_path / "r.json").exists()
