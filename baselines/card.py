@@ -6,7 +6,7 @@ spl_alpha, spl_beta (preference methods), seed; data {source, config, split, fin
 prompts, responses, examples, truncated, ...}; model {id, path, revision, weights_hash};
 lora {r, alpha, dropout, targets}; optimisation {max_steps, steps, batch_size, grad_accum,
 processes, effective_batch, lr, scheduler, warmup_steps, weight_decay, max_grad_norm};
-runtime {device, precision, packing, pack_length, max_length, gradient_checkpointing};
+runtime {device, precision, packing, compile, pack_length, max_length, gradient_checkpointing};
 loss_curve [{step, loss, lr, tokens, elapsed_s, (pair_accuracy, margin)}] (loss: the step's
 objective over its whole effective batch, before the update; tokens: real, unpadded tokens through
 the policy's forward; elapsed_s: since the loop started); throughput {wall_s, tokens, tokens_per_s,
@@ -71,7 +71,7 @@ def build_card(cfg: TrainConfig, *, data: dict[str, Any], model: dict[str, Any],
                          "unit": "preference pairs" if cfg.is_preference else "prompt-response examples",
                          "lr": cfg.lr, "scheduler": cfg.lr_scheduler, "warmup_steps": cfg.warmup_steps(),
                          "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm},
-        "runtime": {"device": device, "precision": precision, "packing": cfg.packing,
+        "runtime": {"device": device, "precision": precision, "packing": cfg.packing, "compile": cfg.compile,
                     "pack_length": cfg.pack_length if cfg.packing else None, "max_length": cfg.max_length,
                     "gradient_checkpointing": cfg.gradient_checkpointing},
         "epochs": round(steps * effective / data["examples"], 4),

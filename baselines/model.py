@@ -91,7 +91,10 @@ def load_lora_model(cfg: TrainConfig, spec: ModelSpec, device: Any, dtype: Any) 
     with warnings.catch_warnings():  # peft still asks for the deprecated `is_gradient_checkpointing`
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         model = get_peft_model(base, lora)
-    return model.to(device)
+    model = model.to(device)
+    if cfg.compile:
+        model.get_base_model().get_decoder().compile(dynamic=True)  # in place: parameter names unchanged
+    return model
 
 
 def trainable_parameters(model: Any) -> list[Any]:

@@ -14,7 +14,7 @@ the step order of our trainer's seeded plan. The loss is the completion-only NLL
 - ours: `baselines.trainer.train` itself (method mrt, K = all, the same batch): sequences packed
   into rows of --pack-length tokens with position ids restarting per sequence (no attention across
   sequences, no padding compute), logits only at completion positions, bf16 autocast and fused
-  AdamW on CUDA.
+  AdamW on CUDA; with --compile, its decoder stack torch.compiled.
 
 Each contender runs in its own child process (so peak memory is its own: CUDA max allocated, or
 peak RSS on CPU). tokens/s = real (non-pad) tokens of the timed steps / their wall time; the
@@ -40,13 +40,14 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not benchmarks/
 
 
-def _config(args: argparse.Namespace, out: str):
+def _config(args: argparse.Namespace, out: str, role: str = "ours"):
     from baselines.config import TrainConfig
 
     return TrainConfig(method="mrt", data=args.data, config=args.config, split="train", model=args.model, out=out,
                        max_steps=args.steps, batch_size=args.batch_size, grad_accum=1, max_length=args.seq_len,
                        pack_length=max(args.pack_length, args.seq_len), lr=1.2e-4, warmup_ratio=0.0,
-                       lora_dropout=0.0, seed=args.seed, progress=False, device=args.device).check()
+                       lora_dropout=0.0, seed=args.seed, progress=False, device=args.device,
+                       compile=args.compile and role == "ours").check()
 
 
 def _peak_mb(device: str) -> float:
@@ -83,7 +84,7 @@ def run_plain(args: argparse.Namespace) -> dict:
     from baselines.packing import step_plan
     from mosaic.formatting import detect_format
 
-    cfg = _config(args, "unused")
+    cfg = _config(args, "unused", "plain")
     spec = inspect_model(cfg)
     rows, counts = check_rows(load_rows(cfg), cfg)
     ts = build(rows, select(rows, cfg), spec.tokenizer, detect_format(spec.tokenizer), cfg, counts)
@@ -131,8 +132,9 @@ def run_plain(args: argparse.Namespace) -> dict:
 
 
 def _child(args: argparse.Namespace, role: str) -> dict:
-    cmd = [sys.executable, __file__, "--role", role] + [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                                                         if k != "role"]
+    flags = [f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f"={v}") for k, v in vars(args).items()
+             if k != "role" and v is not False]
+    cmd = [sys.executable, __file__, "--role", role] + flags
     env = dict(os.environ, TQDM_DISABLE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -153,6 +155,9 @@ def main() -> int:
     p.add_argument("--seq-len", type=int, default=512, help="tokens per example; the plain loop pads to it (512)")
     p.add_argument("--pack-length", type=int, default=2048, help="our packed row length (default 2048)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--compile", action="store_true",
+                   help="ours with `mosaic train --compile` (torch.compile of the decoder stack); raise --warmup "
+                        "past the compiling steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--role", choices=["both", "plain", "ours"], default="both", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -164,7 +169,8 @@ def main() -> int:
     results = {role: _child(args, role) for role in ("plain", "ours")}
     plain, ours = results["plain"], results["ours"]
     print(f"\ntraining throughput on {ours['device']}: model {args.model}, LoRA r 16 on 7 projections, batch "
-          f"{args.batch_size} x {args.seq_len}, {args.steps} steps ({args.warmup} untimed)")
+          f"{args.batch_size} x {args.seq_len}, {args.steps} steps ({args.warmup} untimed)"
+          + (", ours compiled" if args.compile else ""))
     print(f"{'contender':<10} {'tokens/s':>10} {'slot tok/s':>11} {'padding':>8} {'peak MB':>9} "
           f"{'loss@1':>9} {'loss@end':>9}")
     for name, r in results.items():

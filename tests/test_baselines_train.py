@@ -242,3 +242,18 @@ def test_tokenizer_without_pad_or_eos_is_refused(tiny_model_dir, train_data, tmp
     (bare / "tokenizer_config.json").unlink()
     with pytest.raises(MosaicError, match="neither a pad nor an eos token .*tokenizer_config.json"):
         inspect_model(tiny_config(train_data, bare, tmp_path / "o"))
+
+
+def test_compiled_decoder_makes_the_same_updates_and_adapter(runs, tiny_model_dir, train_data, tmp_path):  # noqa: F811
+    """--compile (torch.compile of the decoder stack, in place) changes no loss and no saved name:
+    the adapter loads like an eager one. CPU here; its speed is a GPU question."""
+    from safetensors.torch import load_file
+
+    eager = runs["mrt"]
+    got = train(tiny_config(train_data, tiny_model_dir, tmp_path / "compiled", compile=True))
+    assert got.card["runtime"]["compile"] is True and eager.card["runtime"]["compile"] is False
+    assert [e["loss"] for e in got.card["loss_curve"]] == pytest.approx(
+        [e["loss"] for e in eager.card["loss_curve"]], abs=1e-4)
+    a = load_file(tmp_path / "compiled" / "adapter_model.safetensors")
+    b = load_file(eager.out / "adapter_model.safetensors")
+    assert sorted(a) == sorted(b) and not any("_orig_mod" in k for k in a)
