@@ -40,7 +40,7 @@ class EvalConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     backend: str = "auto"  # auto | hf | vllm
-    batch_size: int = 8  # references per scoring forward pass (results do not depend on it)
+    batch_size: int | None = None  # references per scoring pass (None: 8 shared-prompt, 64 batched); no result changes
     scoring: str = "auto"  # reference-loss passes: shared-prompt | batched | auto (batched on CUDA)
     gen_batch_size: int = 64  # sequences per generation batch
     device: str = "auto"
@@ -70,7 +70,7 @@ class EvalConfig:
             raise MosaicError(f"--max-items must be >= 0, got {out.max_items}")
         for name in ("n_samples", "max_new_tokens", "max_new_tokens_code", "batch_size", "gen_batch_size",
                      "bootstrap_resamples", "ece_bins"):
-            if getattr(out, name) < 1:
+            if getattr(out, name) is not None and getattr(out, name) < 1:
                 raise MosaicError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(out, name)}")
         if out.scoring not in SCORING:
             raise MosaicError(f"--scoring must be one of {', '.join(SCORING)}, got {out.scoring!r}")

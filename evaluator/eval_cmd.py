@@ -34,7 +34,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["auto", "hf", "vllm"], default=d.backend,
                    help="generation backend: vllm when importable (GPU), else batched transformers")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help=f"references per scoring pass ({d.batch_size}); results do not depend on it")
+                   help="references per scoring pass (default 8 for --scoring shared-prompt, 64 for batched); "
+                        "results do not depend on it")
     p.add_argument("--scoring", choices=["auto", "shared-prompt", "batched"], default=d.scoring,
                    help="reference-loss passes: shared-prompt (each prompt encoded once, its references batched "
                         "on its cache: fewest FLOPs, best on CPU), batched (--batch-size whole sequences from many "

@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 from evaluator.metrics import Scores
 from evaluator.scoring import ScoredResponse, score_pairs_batched, score_prompt_references
 
+DEFAULT_BATCH = {"shared-prompt": 8, "batched": 64}  # references per pass when --batch-size is not given
+
 
 def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
     """row id -> scored references, computed once per config and memoised on the context."""
@@ -24,7 +26,8 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
         strategy = ctx.cfg.scoring
         if strategy == "auto":
             strategy = "batched" if str(lm.device).startswith("cuda") else "shared-prompt"
-        ctx.notes.setdefault("reference_loss_scoring", {})[config] = strategy
+        batch = ctx.cfg.batch_size or DEFAULT_BATCH[strategy]
+        ctx.notes.setdefault("reference_loss_scoring", {})[config] = {"path": strategy, "batch_size": batch}
         rows = [r for r in ctx.rows[config] if r["responses"]]
         encoded = []
         for row in rows:
@@ -36,12 +39,12 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
             if strategy == "shared-prompt":
                 for row, (prompt_ids, refs) in tqdm(list(zip(rows, encoded)), desc=f"{config}: reference loss",
                                                     unit="prompt", disable=not ctx.progress):
-                    out[row["id"]] = score_prompt_references(lm.model, prompt_ids, refs, ctx.cfg.batch_size)
+                    out[row["id"]] = score_prompt_references(lm.model, prompt_ids, refs, batch)
             else:
                 pairs = [(p, r) for p, refs in encoded for r in refs]
                 with tqdm(total=len(pairs), desc=f"{config}: reference loss", unit="reference",
                           disable=not ctx.progress) as bar:
-                    flat = iter(score_pairs_batched(lm.model, pairs, ctx.cfg.batch_size, on_batch=bar.update))
+                    flat = iter(score_pairs_batched(lm.model, pairs, batch, on_batch=bar.update))
                 out = {row["id"]: [next(flat) for _ in refs] for row, (_, refs) in zip(rows, encoded)}
         ctx.notes.setdefault("reference_loss_tokens", {})[config] = \
             sum(len(p) + sum(len(r) for r in refs) for p, refs in encoded)

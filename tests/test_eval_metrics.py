@@ -205,11 +205,11 @@ def test_batched_scoring_equals_the_shared_prompt_path_and_the_plain_forward(tin
 
     shared = _ctx(tiny_model_dir, ROWS, scoring="shared-prompt")
     want = reference_nll(shared, "c")
-    assert shared.notes["reference_loss_scoring"] == {"c": "shared-prompt"}
+    assert shared.notes["reference_loss_scoring"] == {"c": {"path": "shared-prompt", "batch_size": 8}}
     for bs in (1, 3, 64):
         batched = _ctx(tiny_model_dir, ROWS, batch_size=bs, scoring="batched")
         got = reference_nll(batched, "c")
-        assert batched.notes["reference_loss_scoring"] == {"c": "batched"}
+        assert batched.notes["reference_loss_scoring"] == {"c": {"path": "batched", "batch_size": bs}}
         assert list(got) == list(want)
         for rid in want:
             assert [r.n_tokens for r in got[rid]] == [r.n_tokens for r in want[rid]]
