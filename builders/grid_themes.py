@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from builders.grid import GridRules
+from builders.grid import GridParseError, GridRules, read_jsonl
 from mosaic.errors import MosaicError
 from mosaic.hub import did_you_mean
 
@@ -129,15 +129,12 @@ def _yaml_entries(path: Path, text: str) -> tuple[list[tuple[Any, str, dict[str,
     return entries, file_defaults
 
 
-def _jsonl_entries(path: Path, text: str) -> list[tuple[Any, str, dict[str, int]]]:
+def _jsonl_entries(path: Path) -> list[tuple[Any, str, dict[str, int]]]:
+    """The grid importer's line reader, with a malformed line fatal here (a theme file is hand-written)."""
     entries = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MosaicError(f"{path}:{n}: not valid JSON: {exc}") from None
+    for n, raw in read_jsonl(path):
+        if isinstance(raw, GridParseError):
+            raise MosaicError(f"{path}:{n}: not valid JSON: {raw.failure.detail}")
         entries.append((raw, f"{path}:{n}", {}))
     return entries
 
@@ -151,11 +148,10 @@ def load_themes(paths: list[str | Path], base: GridRules) -> list[Theme]:
         path = Path(raw_path)
         if not path.is_file():
             raise MosaicError(f"{path}: no such theme file")
-        text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
-            entries, file_defaults = _yaml_entries(path, text)
+            entries, file_defaults = _yaml_entries(path, path.read_text(encoding="utf-8"))
         elif path.suffix == ".jsonl":
-            entries, file_defaults = _jsonl_entries(path, text), {}
+            entries, file_defaults = _jsonl_entries(path), {}
         else:
             raise MosaicError(f"{path}: theme files are .yaml, .yml or .jsonl")
         for raw, where, lines in entries:
