@@ -67,10 +67,14 @@ def run_ours(model, prompts, batch_size: int) -> list[float]:
 
 
 def run_ours_batched(model, prompts, batch_size: int) -> list[float]:
+    """Every (prompt, reference) pair in prompt order, `batch_size` whole sequences per pass."""
     from evaluator.scoring import score_pairs_batched
 
-    pairs = [(p, r) for _, p, _, refs in prompts for r in refs]
-    return [s.total for s in score_pairs_batched(model, pairs, batch_size)]
+    return [s.total for s in score_pairs_batched(model, pairs_of(prompts), batch_size)]
+
+
+def pairs_of(prompts) -> list[tuple[list[int], list[int]]]:
+    return [(p, r) for _, p, _, refs in prompts for r in refs]
 
 
 def run_plain(model, prompts) -> list[float]:
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     tok, model = lm.tokenizer, lm.model
     fmt = detect_format(tok)
     prompts = load_prompts(data, args.split, args.prompts, tok, fmt)
-    pairs = [(p, r) for _, p, _, refs in prompts for r in refs]
+    pairs = pairs_of(prompts)
     tokens = sum(len(p) + len(r) for p, r in pairs)
     scored = [len(r) for _, r in pairs]
 

@@ -48,7 +48,7 @@ def score_prompt_references(model, prompt_ids: Sequence[int], references: Sequen
     device = next(model.parameters()).device
     with torch.inference_mode():
         prompt = torch.tensor([list(prompt_ids)], device=device)
-        out = _prompt_pass(model, prompt)
+        out = _forward_keeping(model, 1, input_ids=prompt, use_cache=True)  # only the last logits are read
         first = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
         cache = out.past_key_values
         n_prompt = prompt.shape[1]
@@ -115,7 +115,8 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
                 ids[b, width - len(f):] = torch.tensor(f)
                 mask[b, width - len(f):] = 1
             positions = (mask.cumsum(1) - 1).clamp_(min=0)
-            logits = _forward_last(model, ids.to(device), mask.to(device), positions.to(device), keep)
+            logits = _forward_keeping(model, keep, input_ids=ids.to(device), attention_mask=mask.to(device),
+                                      position_ids=positions.to(device)).logits[:, -keep:]
             rows, targets = [], []
             for b, i in enumerate(idx):
                 ref = seqs[i][1]
@@ -132,24 +133,15 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
     return results
 
 
-def _forward_last(model, ids, mask, positions, keep: int):
-    """Logits at the last `keep` columns (all columns when the forward has no `logits_to_keep`)."""
+def _forward_keeping(model, keep: int, **inputs):
+    """The forward's output with logits at the last `keep` columns only, where the model's forward
+    takes `logits_to_keep`; at every column otherwise (callers index the last `keep` themselves)."""
     try:
-        return model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
-    except TypeError as exc:
-        if "logits_to_keep" not in str(exc):
-            raise
-        return model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -keep:]
-
-
-def _prompt_pass(model, prompt):
-    """Forward over the prompt with a cache; only the last position's logits when the model allows."""
-    try:
-        return model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        return model(**inputs, logits_to_keep=keep)
     except TypeError as exc:  # a forward without `logits_to_keep`
         if "logits_to_keep" not in str(exc):
             raise
-        return model(input_ids=prompt, use_cache=True)
+        return model(**inputs)
 
 
 def _token_nll(logits, targets):
