@@ -42,14 +42,25 @@ class ScoredResponse:
 
 def score_prompt_references(model, prompt_ids: Sequence[int], references: Sequence[Sequence[int]],
                             batch_size: int = 8) -> list[ScoredResponse]:
-    """Token NLLs of each reference (token ids incl. the end-of-turn token) after `prompt_ids`."""
+    """Token NLLs of each reference (token ids incl. the end-of-turn token) after `prompt_ids`.
+
+    Where the model splits into a decoder and a linear output head that reproduce its own logits
+    (checked once per model, `_split_head`), the head is applied to the scored positions only, one
+    vocabulary block at a time (no logits at pads, no full logit matrix); otherwise the model's
+    logits are used."""
     import torch
 
     device = next(model.parameters()).device
+    split = _split_head(model, prompt_ids)
     with torch.inference_mode():
         prompt = torch.tensor([list(prompt_ids)], device=device)
-        out = _forward_keeping(model, 1, input_ids=prompt, use_cache=True)  # only the last logits are read
-        first = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
+        if split is None:
+            out = _forward_keeping(model, 1, input_ids=prompt, use_cache=True)  # only the last logits are read
+            last = out.logits[0, -1:]
+        else:
+            out = split.decoder(input_ids=prompt, use_cache=True)
+            last = split.logits(out.last_hidden_state[0, -1:])
+        first = torch.log_softmax(last[0].double(), dim=-1)
         cache = out.past_key_values
         n_prompt = prompt.shape[1]
         refs = [list(r) for r in references]
@@ -73,14 +84,96 @@ def score_prompt_references(model, prompt_ids: Sequence[int], references: Sequen
             batch_cache = copy.deepcopy(cache)
             batch_cache.batch_repeat_interleave(len(chunk))
             positions = torch.arange(n_prompt, n_prompt + width, device=device).expand(len(chunk), -1)
-            logits = model(input_ids=inputs, attention_mask=mask, past_key_values=batch_cache,
-                           position_ids=positions, use_cache=True).logits
+            step = dict(input_ids=inputs, attention_mask=mask, past_key_values=batch_cache, position_ids=positions,
+                        use_cache=True)
+            targets = torch.tensor([t for r in chunk for t in r[1:]], device=device)
+            if split is None:
+                logits = model(**step).logits
+                rest = _token_nll(torch.cat([logits[b, :len(r) - 1] for b, r in enumerate(chunk)]), targets)
+            else:
+                hidden = split.decoder(**step).last_hidden_state
+                rest = split.nll(torch.cat([hidden[b, :len(r) - 1] for b, r in enumerate(chunk)]), targets)
+            rest = rest.cpu().numpy()
+            offset = 0
             for b, (i, r) in enumerate(zip(idx, chunk)):
                 k = len(r) - 1
-                rest = _token_nll(logits[b, :k], torch.tensor(r[1:], device=device)) if k \
-                    else torch.zeros(0, dtype=torch.float64)
-                results[i] = ScoredResponse(np.concatenate([[firsts[b]], rest.cpu().numpy()]))
+                results[i] = ScoredResponse(np.concatenate([[firsts[b]], rest[offset:offset + k]]))
+                offset += k
         return results
+
+
+@dataclass
+class _SplitHead:
+    """A causal LM as decoder (final hidden states) + linear output head (weight V x d, optional bias)."""
+
+    decoder: object
+    weight: object
+    bias: object = None
+    cols: int = 2048  # vocabulary rows of the head per matmul: 2048 x d weights and T x 2048 logits stay in cache
+
+    def logits(self, hidden, lo: int = 0, hi: int | None = None):
+        out = hidden @ self.weight[lo:hi].T
+        return out if self.bias is None else out + self.bias[lo:hi]
+
+    def nll(self, hidden, targets):
+        """-log softmax(head(hidden))[target] per row, float64, one vocabulary block at a time.
+
+        Per block c: m_c = max logit, s_c = sum exp(logit - m_c) (float32, as `_token_nll`); then
+        log-normaliser = M + log(sum_c s_c exp(m_c - M)), M = max_c m_c, in float64. The whole
+        T x V logit matrix never exists: each block's weights are read from memory once."""
+        import torch
+
+        tops, sums = [], []
+        picked = torch.empty(targets.shape[0], dtype=torch.float64, device=hidden.device)
+        for lo in range(0, self.weight.shape[0], self.cols):
+            block = self.logits(hidden, lo, lo + self.cols).float()
+            top = block.amax(dim=1, keepdim=True)
+            sums.append((block - top).exp_().sum(dim=1).double())
+            tops.append(top.squeeze(1).double())
+            rows = ((targets >= lo) & (targets < lo + block.shape[1])).nonzero().squeeze(1)
+            picked[rows] = block[rows, targets[rows] - lo].double()
+        tops_t, sums_t = torch.stack(tops, dim=1), torch.stack(sums, dim=1)
+        peak = tops_t.amax(dim=1, keepdim=True)
+        return peak.squeeze(1) + (sums_t * (tops_t - peak).exp()).sum(dim=1).log() - picked
+
+
+_SPLIT_CHECKED: dict = {}  # id(model) -> (weakref to the model, _SplitHead or None)
+
+
+def _split_head(model, probe_ids: Sequence[int]):
+    """The model's decoder + output head, or None where they do not reproduce its logits.
+
+    Checked once per model on `probe_ids`: the head applied to the decoder's last hidden state
+    must match the model's own last-position logits (relative 1e-4 in float32, 1e-2 in half
+    precision). Models whose logits are more than a linear map of the final hidden state
+    (soft-capping, logit scaling) fail it and keep the plain path."""
+    import weakref
+
+    import torch
+
+    key = id(model)
+    hit = _SPLIT_CHECKED.get(key)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    split = None
+    try:
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        decoder = head = None
+    if isinstance(head, torch.nn.Linear) and decoder is not None:
+        candidate = _SplitHead(decoder, head.weight, head.bias)
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            ids = torch.tensor([list(probe_ids)], device=device)
+            want = _forward_keeping(model, 1, input_ids=ids).logits[0, -1].float()
+            got = candidate.logits(decoder(input_ids=ids).last_hidden_state[0, -1]).float()
+        tol = 1e-4 if head.weight.dtype == torch.float32 else 1e-2
+        if torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max())):
+            split = candidate
+    for stale in [k for k, (ref, _) in _SPLIT_CHECKED.items() if ref() is None]:
+        del _SPLIT_CHECKED[stale]
+    _SPLIT_CHECKED[key] = (weakref.ref(model), split)
+    return split
 
 
 def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = 64,

@@ -227,3 +227,65 @@ def test_batched_scoring_equals_the_shared_prompt_path_and_the_plain_forward(tin
             assert np.allclose(s.nll, score_full_sequence(model, p, r).nll, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="non-empty prompt and reference"):
         score_pairs_batched(model, [([1, 2], [])])
+
+
+def test_shared_prompt_scoring_uses_the_split_head_only_where_it_reproduces_the_logits(tiny_model_dir):
+    """The head applied to the decoder's hidden states at scored positions only (in row chunks)
+    gives the plain forward's token NLLs; a model whose logits are not its head's output (here
+    scaled by 2) fails the one-time check and is scored from its own logits, still exactly."""
+    import torch
+
+    from evaluator import scoring
+    from evaluator.models import load_model
+
+    model = load_model(str(tiny_model_dir), device="cpu").model
+    rng = np.random.default_rng(1)
+    prompt = rng.integers(3, 40000, size=9).tolist()
+    refs = [rng.integers(3, 40000, size=n).tolist() for n in (150, 1, 7, 70)]  # several vocabulary blocks per row set
+    split = scoring._split_head(model, prompt)
+    assert split is not None and split.weight is model.get_output_embeddings().weight
+    assert scoring._split_head(model, [5, 6]) is split  # checked once per model
+    for bs in (1, 3):
+        for r, s in zip(refs, scoring.score_prompt_references(model, prompt, refs, bs)):
+            assert s.n_tokens == len(r)
+            assert np.allclose(s.nll, scoring.score_full_sequence(model, prompt, r).nll, rtol=0, atol=1e-5)
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def get_decoder(self):
+            return self.inner.get_decoder()
+
+        def get_output_embeddings(self):
+            return self.inner.get_output_embeddings()
+
+        def forward(self, **kw):
+            out = self.inner(**kw)
+            out.logits = out.logits * 2
+            return out
+
+    scaled = Scaled(model)
+    assert scoring._split_head(scaled, prompt) is None
+    for r, s in zip(refs, scoring.score_prompt_references(scaled, prompt, refs, 2)):
+        assert np.allclose(s.nll, scoring.score_full_sequence(scaled, prompt, r).nll, rtol=0, atol=1e-5)
+        assert not np.allclose(s.nll, scoring.score_full_sequence(model, prompt, r).nll, rtol=0, atol=1e-3)
+
+
+def test_split_head_blockwise_nll_equals_the_full_log_softmax():
+    """Vocabulary blocks that do not divide V, a bias, targets in every block: the blockwise
+    log-normaliser equals a float64 log-softmax over the full logits."""
+    import torch
+
+    from evaluator.scoring import _SplitHead
+
+    g = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(1000, 16, generator=g), torch.randn(1000, generator=g)
+    hidden = torch.randn(37, 16, generator=g) * 3
+    targets = torch.randint(0, 1000, (37,), generator=g)
+    targets[:3] = torch.tensor([0, 999, 300])
+    want = -torch.log_softmax((hidden @ weight.T + bias).double(), -1).gather(1, targets[:, None]).squeeze(1)
+    for cols in (1, 7, 300, 1000, 4096):
+        got = _SplitHead(None, weight, bias, cols=cols).nll(hidden, targets)
+        assert got.dtype == torch.float64 and torch.allclose(got, want, rtol=0, atol=2e-5), cols
