@@ -6,8 +6,10 @@ context = `PromptFormat.prompt_text` (chat template applied), continuation = the
 text followed by the end-of-turn token text; the scored tokens are `PromptFormat.response_ids`.
 
 Contenders, all on the same weights, dtype, device and thread count, run in one process:
-- ours: `evaluator.scoring.score_prompt_references` per prompt (the prompt is encoded once and
-  its KV cache shared by its references), for each --batch-sizes value; and
+- ours: `evaluator.scoring.score_all` (what `mosaic eval` runs on CPU: the prompts' common
+  prefix, e.g. the chat template's system turn, is encoded once; each prompt is encoded once and
+  its KV cache shared by its references; the output head runs at scored positions only, one
+  vocabulary block at a time), for each --batch-sizes value; and
   `evaluator.scoring.score_pairs_batched` (whole prompt + reference sequences from many prompts,
   longest first, left-padded, logits at the scored columns only: `mosaic eval --scoring batched`,
   the default on CUDA), for each --batched-sizes value;
@@ -61,9 +63,10 @@ def load_prompts(data: str, split: str, n: int, tok, fmt) -> list[tuple[str, lis
 
 
 def run_ours(model, prompts, batch_size: int) -> list[float]:
-    from evaluator.scoring import score_prompt_references
+    from evaluator.scoring import score_all
 
-    return [s.total for _, p, _, refs in prompts for s in score_prompt_references(model, p, refs, batch_size)]
+    scored = score_all(model, [(p, refs) for _, p, _, refs in prompts], batch_size)
+    return [s.total for refs in scored for s in refs]
 
 
 def run_ours_batched(model, prompts, batch_size: int) -> list[float]:
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ours_bs = sorted({int(x) for x in args.batch_sizes.split(",")})
     peer_bs = sorted({int(x) for x in args.lm_eval_batch_sizes.split(",")})
-    contenders = [(f"ours: score_prompt_references, batch {bs}", lambda bs=bs: run_ours(model, prompts, bs))
+    contenders = [(f"ours: score_all (shared prompt), batch {bs}", lambda bs=bs: run_ours(model, prompts, bs))
                   for bs in ours_bs]
     batched_bs = sorted({int(x) for x in args.batched_sizes.split(",") if x.strip()})
     contenders += [(f"ours: score_pairs_batched, batch {bs}", lambda bs=bs: run_ours_batched(model, prompts, bs))

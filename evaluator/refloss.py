@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evaluator.metrics import Scores
-from evaluator.scoring import ScoredResponse, score_pairs_batched, score_prompt_references
+from evaluator.scoring import ScoredResponse, score_all, score_pairs_batched
 
 DEFAULT_BATCH = {"shared-prompt": 8, "batched": 64}  # references per pass when --batch-size is not given
 
@@ -37,9 +37,10 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
         out: dict[str, list[ScoredResponse]] = {}
         with ctx.timer("reference_loss"):
             if strategy == "shared-prompt":
-                for row, (prompt_ids, refs) in tqdm(list(zip(rows, encoded)), desc=f"{config}: reference loss",
-                                                    unit="prompt", disable=not ctx.progress):
-                    out[row["id"]] = score_prompt_references(lm.model, prompt_ids, refs, batch)
+                with tqdm(total=len(rows), desc=f"{config}: reference loss", unit="prompt",
+                          disable=not ctx.progress) as bar:
+                    scored = score_all(lm.model, encoded, batch, on_prompt=bar.update)
+                out = {row["id"]: refs for row, refs in zip(rows, scored)}
             else:
                 pairs = [(p, r) for p, refs in encoded for r in refs]
                 with tqdm(total=len(pairs), desc=f"{config}: reference loss", unit="reference",

@@ -40,9 +40,52 @@ class ScoredResponse:
         return self.total / self.n_tokens
 
 
+@dataclass
+class SharedPrefix:
+    """The KV cache of token ids that every prompt of a run starts with (e.g. a chat template's
+    system turn), encoded once and continued by each prompt's own tokens."""
+
+    ids: list[int]
+    cache: object
+
+
+def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> SharedPrefix | None:
+    """Encode the longest common prefix of `prompts` once; None when it is under 2 tokens. It stops
+    one token short of the shortest prompt, so every prompt still has a token to run."""
+    import os
+
+    import torch
+
+    if not prompts:
+        return None
+    ids = list(os.path.commonprefix([list(p) for p in prompts]))[:min(len(p) for p in prompts) - 1]
+    if len(ids) < 2:
+        return None
+    with torch.inference_mode():
+        out = _forward_keeping(model, 1, input_ids=torch.tensor([ids], device=next(model.parameters()).device),
+                               use_cache=True)
+    return SharedPrefix(ids, out.past_key_values)
+
+
+def score_all(model, encoded: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], batch_size: int = 8,
+              on_prompt=None) -> list[list[ScoredResponse]]:
+    """`score_prompt_references` for every (prompt ids, references) in order, the prompts' common
+    prefix encoded once (`shared_prefix`); `on_prompt()` is called after each prompt (progress)."""
+    prefix = shared_prefix(model, [p for p, _ in encoded])
+    out = []
+    for prompt_ids, refs in encoded:
+        out.append(score_prompt_references(model, prompt_ids, refs, batch_size, prefix=prefix))
+        if on_prompt is not None:
+            on_prompt()
+    return out
+
+
 def score_prompt_references(model, prompt_ids: Sequence[int], references: Sequence[Sequence[int]],
-                            batch_size: int = 8) -> list[ScoredResponse]:
+                            batch_size: int = 8, prefix: SharedPrefix | None = None) -> list[ScoredResponse]:
     """Token NLLs of each reference (token ids incl. the end-of-turn token) after `prompt_ids`.
+
+    With a `prefix` that `prompt_ids` extends, the prompt pass continues the prefix's cache (a
+    copy) and runs only the prompt's remaining tokens.
 
     Where the model splits into a decoder and a linear output head that reproduce its own logits
     (checked once per model, `_split_head`), the head is applied to the scored positions only, one
@@ -53,16 +96,22 @@ def score_prompt_references(model, prompt_ids: Sequence[int], references: Sequen
     device = next(model.parameters()).device
     split = _split_head(model, prompt_ids)
     with torch.inference_mode():
-        prompt = torch.tensor([list(prompt_ids)], device=device)
+        n_prompt = len(prompt_ids)
+        start = 0
+        step: dict = {"use_cache": True}
+        if prefix is not None and len(prefix.ids) < n_prompt and list(prompt_ids[:len(prefix.ids)]) == prefix.ids:
+            start = len(prefix.ids)
+            step.update(past_key_values=copy.deepcopy(prefix.cache),
+                        position_ids=torch.arange(start, n_prompt, device=device)[None])
+        step["input_ids"] = torch.tensor([list(prompt_ids[start:])], device=device)
         if split is None:
-            out = _forward_keeping(model, 1, input_ids=prompt, use_cache=True)  # only the last logits are read
+            out = _forward_keeping(model, 1, **step)  # only the last logits are read
             last = out.logits[0, -1:]
         else:
-            out = split.decoder(input_ids=prompt, use_cache=True)
+            out = split.decoder(**step)
             last = split.logits(out.last_hidden_state[0, -1:])
         first = torch.log_softmax(last[0].double(), dim=-1)
         cache = out.past_key_values
-        n_prompt = prompt.shape[1]
         refs = [list(r) for r in references]
         order = sorted(range(len(refs)), key=lambda i: -len(refs[i]))  # longest first: similar lengths batch
         results: list[ScoredResponse | None] = [None] * len(refs)

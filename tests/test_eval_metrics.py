@@ -289,3 +289,31 @@ def test_split_head_blockwise_nll_equals_the_full_log_softmax():
     for cols in (1, 7, 300, 1000, 4096):
         got = _SplitHead(None, weight, bias, cols=cols).nll(hidden, targets)
         assert got.dtype == torch.float64 and torch.allclose(got, want, rtol=0, atol=2e-5), cols
+
+
+def test_score_all_encodes_the_common_prefix_once_and_changes_no_nll(tiny_model_dir):
+    """Prompts sharing a system turn: the prefix is encoded once and continued; one prompt is the
+    whole prefix plus one token, one shares nothing past the prefix. Every NLL equals the plain
+    forward's; prompts with no common prefix get none."""
+    from evaluator import scoring
+    from evaluator.models import load_model
+
+    model = load_model(str(tiny_model_dir), device="cpu").model
+    rng = np.random.default_rng(2)
+    system = rng.integers(3, 40000, size=12).tolist()
+    prompts = [system + rng.integers(3, 40000, size=n).tolist() for n in (5, 1, 30)]
+    encoded = [(p, [rng.integers(3, 40000, size=n).tolist() for n in (9, 2)]) for p in prompts]
+    prefix = scoring.shared_prefix(model, prompts)
+    assert prefix is not None and prefix.ids == system
+    assert scoring.shared_prefix(model, [system, system + [7]]).ids == system[:-1]  # one token left to run
+    assert scoring.shared_prefix(model, [[5, 6, 7], [9, 6, 7]]) is None
+    assert scoring.shared_prefix(model, []) is None
+    calls = []
+    scored = scoring.score_all(model, encoded, batch_size=2, on_prompt=lambda: calls.append(1))
+    assert len(calls) == 3
+    for (p, refs), got in zip(encoded, scored):
+        for r, s in zip(refs, got):
+            assert np.allclose(s.nll, scoring.score_full_sequence(model, p, r).nll, rtol=0, atol=1e-5)
+    # a prefix the prompt does not extend is ignored
+    other = scoring.score_prompt_references(model, [1, 2, 3], [[4, 5]], prefix=prefix)[0]
+    assert np.allclose(other.nll, scoring.score_full_sequence(model, [1, 2, 3], [4, 5]).nll, rtol=0, atol=1e-5)
