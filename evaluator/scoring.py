@@ -173,14 +173,15 @@ class _SplitHead:
         import torch
 
         tops, sums = [], []
-        picked = torch.empty(targets.shape[0], dtype=torch.float64, device=hidden.device)
+        picked = torch.zeros(targets.shape[0], dtype=torch.float64, device=hidden.device)
         for lo in range(0, self.weight.shape[0], self.cols):
             block = self.logits(hidden, lo, lo + self.cols).float()
             top = block.amax(dim=1, keepdim=True)
             sums.append((block - top).exp_().sum(dim=1).double())
             tops.append(top.squeeze(1).double())
-            rows = ((targets >= lo) & (targets < lo + block.shape[1])).nonzero().squeeze(1)
-            picked[rows] = block[rows, targets[rows] - lo].double()
+            inside = (targets >= lo) & (targets < lo + block.shape[1])
+            local = (targets - lo).clamp(0, block.shape[1] - 1)  # no host sync: every row gathers, `inside` keeps
+            picked += torch.where(inside, block.gather(1, local[:, None]).squeeze(1).double(), 0.0)
         tops_t, sums_t = torch.stack(tops, dim=1), torch.stack(sums, dim=1)
         peak = tops_t.amax(dim=1, keepdim=True)
         return peak.squeeze(1) + (sums_t * (tops_t - peak).exp()).sum(dim=1).log() - picked
@@ -232,11 +233,12 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
     The GPU path: a forward is cheap there and a launch is not, so `batch_size` whole sequences
     (prompt + reference, longest first across ALL prompts) share one pass instead of one prompt's
     references. Sequences are left-padded, so every row ends at the last column; positions count
-    real tokens only (pads are masked keys), and the model is asked for logits at the last
-    max(reference length) + 1 columns only (`logits_to_keep`), the span that holds every scored
-    token's prediction. The prompt is recomputed per reference (no cache sharing), which costs
-    prompt FLOPs but not launches. Same quantity as `score_prompt_references`, input order kept;
-    `on_batch(n_pairs)` is called after each pass (progress)."""
+    real tokens only (pads are masked keys), and logits are computed at the scored positions only:
+    through the split head (`_split_head`, blockwise over the vocabulary) where the model has one,
+    else by asking the model for the last max(reference length) + 1 columns (`logits_to_keep`),
+    the span that holds every scored token's prediction. The prompt is recomputed per reference
+    (no cache sharing), which costs prompt FLOPs but not launches. Same quantity as
+    `score_prompt_references`, input order kept; `on_batch(n_pairs)` is called after each pass."""
     import torch
 
     device = next(model.parameters()).device
@@ -245,6 +247,7 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
         raise ValueError("every pair needs a non-empty prompt and reference")
     order = sorted(range(len(seqs)), key=lambda i: (-(len(seqs[i][0]) + len(seqs[i][1])), i))
     results: list[ScoredResponse | None] = [None] * len(seqs)
+    split = _split_head(model, seqs[0][0]) if seqs else None
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -257,14 +260,19 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
                 ids[b, width - len(f):] = torch.tensor(f)
                 mask[b, width - len(f):] = 1
             positions = (mask.cumsum(1) - 1).clamp_(min=0)
-            logits = _forward_keeping(model, keep, input_ids=ids.to(device), attention_mask=mask.to(device),
-                                      position_ids=positions.to(device)).logits[:, -keep:]
+            step = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device))
+            if split is None:
+                last = _forward_keeping(model, keep, **step).logits[:, -keep:]
+            else:
+                last = split.decoder(**step).last_hidden_state[:, -keep:]
             rows, targets = [], []
             for b, i in enumerate(idx):
                 ref = seqs[i][1]
-                rows.append(logits[b, keep - 1 - len(ref):keep - 1])  # the columns predicting ref tokens
+                rows.append(last[b, keep - 1 - len(ref):keep - 1])  # the columns predicting ref tokens
                 targets.extend(ref)
-            nll = _token_nll(torch.cat(rows), torch.tensor(targets, device=device)).cpu().numpy()
+            targets_t = torch.tensor(targets, device=device)
+            nll = (_token_nll(torch.cat(rows), targets_t) if split is None
+                   else split.nll(torch.cat(rows), targets_t)).cpu().numpy()
             offset = 0
             for i in idx:
                 n = len(seqs[i][1])

@@ -230,9 +230,10 @@ def test_batched_scoring_equals_the_shared_prompt_path_and_the_plain_forward(tin
 
 
 def test_shared_prompt_scoring_uses_the_split_head_only_where_it_reproduces_the_logits(tiny_model_dir):
-    """The head applied to the decoder's hidden states at scored positions only (in row chunks)
-    gives the plain forward's token NLLs; a model whose logits are not its head's output (here
-    scaled by 2) fails the one-time check and is scored from its own logits, still exactly."""
+    """The head applied to the decoder's hidden states at scored positions only (blockwise over the
+    vocabulary) gives the plain forward's token NLLs; a model whose logits are not its head's
+    output (here scaled by 2) fails the one-time check and is scored from its own logits, on both
+    scoring paths, still exactly."""
     import torch
 
     from evaluator import scoring
@@ -268,8 +269,10 @@ def test_shared_prompt_scoring_uses_the_split_head_only_where_it_reproduces_the_
 
     scaled = Scaled(model)
     assert scoring._split_head(scaled, prompt) is None
-    for r, s in zip(refs, scoring.score_prompt_references(scaled, prompt, refs, 2)):
+    batched = scoring.score_pairs_batched(scaled, [(prompt, r) for r in refs], 3)
+    for r, s, b in zip(refs, scoring.score_prompt_references(scaled, prompt, refs, 2), batched):
         assert np.allclose(s.nll, scoring.score_full_sequence(scaled, prompt, r).nll, rtol=0, atol=1e-5)
+        assert np.allclose(b.nll, s.nll, rtol=0, atol=1e-5)
         assert not np.allclose(s.nll, scoring.score_full_sequence(model, prompt, r).nll, rtol=0, atol=1e-3)
 
 
