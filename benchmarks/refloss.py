@@ -7,9 +7,10 @@ text followed by the end-of-turn token text; the scored tokens are `PromptFormat
 
 Contenders, all on the same weights, dtype, device and thread count, run in one process:
 - ours: `evaluator.scoring.score_all` (what `mosaic eval` runs on CPU: the prompts' common
-  prefix, e.g. the chat template's system turn, is encoded once; each prompt is encoded once and
-  its KV cache shared by its references; the output head runs at scored positions only, one
-  vocabulary block at a time), for each --batch-sizes value; and
+  prefix, e.g. the chat template's system turn, is encoded once; each prompt is encoded once, a
+  batch of prompts per pass, and its KV cache shared by its references, which are scored a batch
+  per pass sorted by length across those prompts; the output head runs at scored positions only,
+  one vocabulary block at a time), for each --batch-sizes value; and
   `evaluator.scoring.score_pairs_batched` (whole prompt + reference sequences from many prompts,
   longest first, left-padded, logits at the scored columns only: `mosaic eval --scoring batched`,
   the default on CUDA), for each --batched-sizes value;

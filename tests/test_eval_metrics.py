@@ -296,8 +296,9 @@ def test_split_head_blockwise_nll_equals_the_full_log_softmax():
 
 def test_score_all_encodes_the_common_prefix_once_and_changes_no_nll(tiny_model_dir):
     """Prompts sharing a system turn: the prefix is encoded once and continued; one prompt is the
-    whole prefix plus one token, one shares nothing past the prefix. Every NLL equals the plain
-    forward's; prompts with no common prefix get none."""
+    whole prefix plus one token. Prompts of different lengths are encoded in one right-padded pass
+    and their references (of different lengths) share passes, for several group and batch sizes:
+    every NLL equals the plain forward's. Prompts with no common prefix get none."""
     from evaluator import scoring
     from evaluator.models import load_model
 
@@ -311,12 +312,17 @@ def test_score_all_encodes_the_common_prefix_once_and_changes_no_nll(tiny_model_
     assert scoring.shared_prefix(model, [system, system + [7]]).ids == system[:-1]  # one token left to run
     assert scoring.shared_prefix(model, [[5, 6, 7], [9, 6, 7]]) is None
     assert scoring.shared_prefix(model, []) is None
-    calls = []
-    scored = scoring.score_all(model, encoded, batch_size=2, on_prompt=lambda: calls.append(1))
-    assert len(calls) == 3
-    for (p, refs), got in zip(encoded, scored):
-        for r, s in zip(refs, got):
-            assert np.allclose(s.nll, scoring.score_full_sequence(model, p, r).nll, rtol=0, atol=1e-5)
+    want = [[scoring.score_full_sequence(model, p, r).nll for r in refs] for p, refs in encoded]
+    for group, batch in [(1, 2), (2, 1), (3, 3), (3, 8), (8, 2)]:  # prompts of 13/17/42 tokens share passes
+        calls = []
+        scored = scoring.score_all(model, encoded, batch_size=batch, on_prompt=lambda: calls.append(1), group=group)
+        assert len(calls) == 3
+        for w, got in zip(want, scored):
+            assert [s.n_tokens for s in got] == [len(x) for x in w]
+            for x, s in zip(w, got):
+                assert np.allclose(s.nll, x, rtol=0, atol=1e-5), (group, batch)
+    with pytest.raises(ValueError, match="at least one token"):
+        scoring.score_group(model, [([1, 2], [[3], []])])
     # a prefix the prompt does not extend is ignored
     other = scoring.score_prompt_references(model, [1, 2, 3], [[4, 5]], prefix=prefix)[0]
     assert np.allclose(other.nll, scoring.score_full_sequence(model, [1, 2, 3], [4, 5]).nll, rtol=0, atol=1e-5)
