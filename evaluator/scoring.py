@@ -1,15 +1,15 @@
 """Per-token negative log-likelihood of references given their prompt, with the prompt shared.
 
-Each prompt is encoded ONCE; its KV cache is repeated across a batch of its references, so a
-prompt with R references costs one prompt pass instead of R. The NLL of response token t_i is
--log p(t_i | prompt, t_<i) in nats; the first response token is scored from the prompt pass's
-last logits. Prompts are processed in the given order and every sum over tokens is taken in
-float64, so the result does not depend on the batch size (batches only group the references of
-one prompt; references are batched longest first, to pad little, and returned in input order).
-Each token's log-normaliser is computed as max + log(sum(exp(logit - max))), the exponentials
-summed in float32 and the rest in float64: within about 1e-6 nats of a float64 log-softmax, at a
-quarter of its cost over a large vocabulary. The prompt pass asks the model for its last
-position's logits only (`logits_to_keep=1`, where the model's forward accepts it).
+Each prompt is encoded ONCE; its KV cache rows are repeated for its references, so a prompt with
+R references costs one prompt pass instead of R (`score_group`, `score_all`; the prompts' common
+prefix, e.g. a chat template's system turn, is encoded once per run). The NLL of response token
+t_i is -log p(t_i | prompt, t_<i) in nats; the first response token is scored from the prompt's
+last position. Every sum over tokens is taken in float64 and padding is masked, so the result
+does not depend on the batch size or grouping beyond float32 rounding (references are batched
+longest first, to pad little, and returned in input order). Each token's log-normaliser is
+max + log(sum(exp(logit - max))), the exponentials summed in float32 and the rest in float64:
+within about 1e-6 nats of a float64 log-softmax, at a quarter of its cost over a large
+vocabulary. `score_pairs_batched` is the GPU path (whole sequences, no cache sharing).
 """
 
 from __future__ import annotations
