@@ -134,9 +134,10 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
             step["past_key_values"] = cache
         last_col = torch.tensor([length - 1 - start for length in lens], device=device)
         rows = torch.arange(n, device=device)
-        if split is None:
-            out = model(**step)
-            last = out.logits[rows, last_col]
+        if split is None:  # logits for the columns from the shortest prompt's last position on
+            keep = width_p - min(lens) + 1
+            out = _forward_keeping(model, keep, **step)
+            last = out.logits[:, -keep:][rows, last_col - (width_p - start - keep)]
         else:
             out = split.decoder(**step)
             last = split.logits(out.last_hidden_state[rows, last_col])

@@ -229,27 +229,10 @@ def test_batched_scoring_equals_the_shared_prompt_path_and_the_plain_forward(tin
         score_pairs_batched(model, [([1, 2], [])])
 
 
-def test_shared_prompt_scoring_uses_the_split_head_only_where_it_reproduces_the_logits(tiny_model_dir):
-    """The head applied to the decoder's hidden states at scored positions only (blockwise over the
-    vocabulary) gives the plain forward's token NLLs; a model whose logits are not its head's
-    output (here scaled by 2) fails the one-time check and is scored from its own logits, on both
-    scoring paths, still exactly."""
+def _scaled_logits(model):
+    """`model` with its logits doubled (like logit scaling or soft-capping): its decoder + head no
+    longer reproduce its logits."""
     import torch
-
-    from evaluator import scoring
-    from evaluator.models import load_model
-
-    model = load_model(str(tiny_model_dir), device="cpu").model
-    rng = np.random.default_rng(1)
-    prompt = rng.integers(3, 40000, size=9).tolist()
-    refs = [rng.integers(3, 40000, size=n).tolist() for n in (150, 1, 7, 70)]  # several vocabulary blocks per row set
-    split = scoring._split_head(model, prompt)
-    assert split is not None and split.weight is model.get_output_embeddings().weight
-    assert scoring._split_head(model, [5, 6]) is split  # checked once per model
-    for bs in (1, 3):
-        for r, s in zip(refs, scoring.score_prompt_references(model, prompt, refs, bs)):
-            assert s.n_tokens == len(r)
-            assert np.allclose(s.nll, scoring.score_full_sequence(model, prompt, r).nll, rtol=0, atol=1e-5)
 
     class Scaled(torch.nn.Module):
         def __init__(self, inner):
@@ -267,7 +250,30 @@ def test_shared_prompt_scoring_uses_the_split_head_only_where_it_reproduces_the_
             out.logits = out.logits * 2
             return out
 
-    scaled = Scaled(model)
+    return Scaled(model)
+
+
+def test_shared_prompt_scoring_uses_the_split_head_only_where_it_reproduces_the_logits(tiny_model_dir):
+    """The head applied to the decoder's hidden states at scored positions only (blockwise over the
+    vocabulary) gives the plain forward's token NLLs; a model whose logits are not its head's
+    output (here scaled by 2) fails the one-time check and is scored from its own logits, on both
+    scoring paths, still exactly."""
+    from evaluator import scoring
+    from evaluator.models import load_model
+
+    model = load_model(str(tiny_model_dir), device="cpu").model
+    rng = np.random.default_rng(1)
+    prompt = rng.integers(3, 40000, size=9).tolist()
+    refs = [rng.integers(3, 40000, size=n).tolist() for n in (150, 1, 7, 70)]  # several vocabulary blocks per row set
+    split = scoring._split_head(model, prompt)
+    assert split is not None and split.weight is model.get_output_embeddings().weight
+    assert scoring._split_head(model, [5, 6]) is split  # checked once per model
+    for bs in (1, 3):
+        for r, s in zip(refs, scoring.score_prompt_references(model, prompt, refs, bs)):
+            assert s.n_tokens == len(r)
+            assert np.allclose(s.nll, scoring.score_full_sequence(model, prompt, r).nll, rtol=0, atol=1e-5)
+
+    scaled = _scaled_logits(model)
     assert scoring._split_head(scaled, prompt) is None
     batched = scoring.score_pairs_batched(scaled, [(prompt, r) for r in refs], 3)
     for r, s, b in zip(refs, scoring.score_prompt_references(scaled, prompt, refs, 2), batched):
@@ -314,13 +320,17 @@ def test_score_all_encodes_the_common_prefix_once_and_changes_no_nll(tiny_model_
     assert scoring.shared_prefix(model, []) is None
     want = [[scoring.score_full_sequence(model, p, r).nll for r in refs] for p, refs in encoded]
     for group, batch in [(1, 2), (2, 1), (3, 3), (3, 8), (8, 2)]:  # prompts of 13/17/42 tokens share passes
-        calls = []
-        scored = scoring.score_all(model, encoded, batch_size=batch, on_prompt=lambda: calls.append(1), group=group)
+        calls: list[int] = []
+        scored = scoring.score_all(model, encoded, batch_size=batch, on_prompt=lambda c=calls: c.append(1), group=group)
         assert len(calls) == 3
         for w, got in zip(want, scored):
             assert [s.n_tokens for s in got] == [len(x) for x in w]
             for x, s in zip(w, got):
                 assert np.allclose(s.nll, x, rtol=0, atol=1e-5), (group, batch)
+    scaled = _scaled_logits(model)  # the model's own logits, prompts of different lengths in one pass
+    for (p, refs), got in zip(encoded, scoring.score_all(scaled, encoded, batch_size=3)):
+        for r, s in zip(refs, got):
+            assert np.allclose(s.nll, scoring.score_full_sequence(scaled, p, r).nll, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="at least one token"):
         scoring.score_group(model, [([1, 2], [[3], []])])
     # a prefix the prompt does not extend is ignored
