@@ -17,11 +17,11 @@ dtype, device and threads, all in one process:
   padded, one `generate` per batch, no sorting.
 
 Generated tokens are counted per sample up to and including the first stop token (all
-max_new_tokens when none is produced); padding after a finished sample is not counted.
-tokens/s = generated tokens / the best wall time of --repeats runs. Samples differ between
-contenders (different batching, random draws), so each is credited with its own tokens. A short
-warm-up (2 requests each) is excluded. On CUDA the model runs in bf16, synchronised around
-timings. --greedy-check K generates K prompts greedily with ours (each prompt twice, so the
+max_new_tokens when none is produced); padding after a finished sample is not counted. tokens/s
+= generated tokens / the best wall time of --repeats runs (contenders take turns in each round).
+Samples differ between contenders (different batching, random draws), so each is credited with
+its own tokens. A short warm-up (2 requests each) is excluded. On CUDA the model runs in bf16,
+synchronised around timings. --greedy-check K generates K prompts greedily with ours (each prompt twice, so the
 shared-prompt cache is used; static cache too with --static-cache) and with the single loop and
 reports how many texts are identical (a sanity check; left padding may flip near-ties).
 
@@ -39,7 +39,7 @@ from types import SimpleNamespace
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root: mosaic, evaluator, benchmarks import
 
-from benchmarks.timing import timed  # noqa: E402
+from benchmarks.timing import timed_rounds  # noqa: E402
 
 TEMPERATURE, TOP_P, SEED = 0.8, 0.95, 1234
 
@@ -201,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                        lambda: run_batched(lm, encoded, args.plain_batch, kwargs)))
     contenders.append(("single-prompt loop: generate per request", len(single), len(single),
                        lambda: run_batched(lm, single, 1, kwargs)))
-    load_before, results = os.getloadavg()[0], []
-    for name, n_req, n_batches, fn in contenders:
-        outputs, secs = timed(fn, args.device, args.repeats)
-        results.append((name, n_req, n_batches, count(outputs, set(stop), args.max_new_tokens), secs))
-        print(f"  {name}: {secs:.2f} s", flush=True)
+    load_before = os.getloadavg()[0]
+    timings = timed_rounds([c[3] for c in contenders], args.device, args.repeats,
+                           log=lambda i, secs: print(f"  {contenders[i][0]}: {secs:.2f} s", flush=True))
+    results = [(name, n_req, n_batches, count(outputs, set(stop), args.max_new_tokens), secs)
+               for (name, n_req, n_batches, _), (outputs, secs) in zip(contenders, timings)]
     load_after = os.getloadavg()[0]
 
     greedy = ""

@@ -32,9 +32,9 @@ changes; on an H100, 1.9e-6 to 2.5e-6 per token between batched and batch-1 pass
 --tol. The count over a flat 1e-4 is printed.
 lm_eval's timed runs use its default float32 log-softmax; their difference is printed, not
 checked. tokens/s = sum over pairs of (prompt tokens + scored reference tokens), i.e. the tokens
-the plain loop feeds the model, divided by the best wall time of --repeats runs (tokenisation
-excluded for everyone; a warm-up on the first 2 prompts is excluded). On CUDA the model runs in
-bf16 with synchronisation around every timing.
+the plain loop feeds the model, divided by the best wall time of --repeats runs, contenders
+taking turns in each round (tokenisation excluded for everyone; a warm-up on the first 2 prompts
+is excluded). On CUDA the model runs in bf16 with synchronisation around every timing.
 
     .venv/bin/python benchmarks/refloss.py [--device cpu|cuda] [--prompts 16] [--batch-sizes 8]
         [--batched-sizes 16] [--lm-eval-batch-sizes 1,8] [--data FOLDER] [--split test] [--repeats 1] [--threads N]
@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root: mosaic, evaluator, benchmarks import
 
-from benchmarks.timing import timed  # noqa: E402
+from benchmarks.timing import timed_rounds  # noqa: E402
 
 
 def load_prompts(data: str, split: str, n: int, tok, fmt) -> list[tuple[str, list[int], list[str], list[list[int]]]]:
@@ -178,11 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     run_lm_eval(peer, warm)
 
     load_before = os.getloadavg()[0]
-    results = []
-    for name, fn in contenders:
-        nll, secs = timed(fn, args.device, args.repeats)
-        results.append((name, nll, secs))
-        print(f"  {name}: {secs:.2f} s", flush=True)
+    timings = timed_rounds([fn for _, fn in contenders], args.device, args.repeats,
+                           log=lambda i, secs: print(f"  {contenders[i][0]}: {secs:.2f} s", flush=True))
+    results = [(name, nll, secs) for (name, _), (nll, secs) in zip(contenders, timings)]
     load_after = os.getloadavg()[0]
     peer.softmax_dtype, peer.batch_size_per_gpu = torch.float64, peer_bs[-1]
     check = run_lm_eval(peer, prompts)  # untimed: lm_eval's own forward, log-softmax in float64

@@ -11,15 +11,27 @@ T = TypeVar("T")
 
 def timed(fn: Callable[[], T], device: str, repeats: int) -> tuple[T, float]:
     """(the last run's result, the best wall seconds of `repeats` runs); CUDA is synchronised around each."""
+    return timed_rounds([fn], device, repeats)[0]
+
+
+def timed_rounds(fns: list[Callable[[], T]], device: str, repeats: int,
+                 log: Callable[[int, float], None] | None = None) -> list[tuple[T, float]]:
+    """(last result, best wall seconds) per function, timed round-robin: round r runs every function
+    once, so a host whose speed drifts during the run slows every contender alike rather than the
+    ones that happened to run late. `log(i, seconds)` after each timing."""
     import torch
 
-    best, result = float("inf"), None
+    best, results = [float("inf")] * len(fns), [None] * len(fns)
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        result = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return result, best
+        for i, fn in enumerate(fns):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            results[i] = fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            secs = time.perf_counter() - t0
+            best[i] = min(best[i], secs)
+            if log is not None:
+                log(i, secs)
+    return list(zip(results, best))
