@@ -69,8 +69,9 @@ def markdown(result: dict) -> str:
                       "(paired bootstrap over repeats).",
                       f"U shape (both gaps > 0 at 95%): {run['u_shape']}; minimum within one grid step of K*: "
                       f"{run['min_near_k_star']}" + ("." if judged else " (reported, not judged)."), ""]
-        lines += [f"Claim (b) at B >= {b['claim_min_budget']:g}: "
-                  f"**{'reproduced' if b['passed'] else 'NOT reproduced'}**.", ""]
+        verdict = ("not judged: no budget >= {:g} was run".format(b["claim_min_budget"]) if not b["judged_budgets"]
+                   else "reproduced" if b["passed"] else "NOT reproduced")
+        lines += [f"Claim (b) at B >= {b['claim_min_budget']:g}: **{verdict}**.", ""]
     c = result.get("selectors")
     if c:
         lines += [f"## (c) Selector bias / variance — {c['prompts']} prompts, K = {c['k']}, {c['trials']} pools each",

@@ -369,8 +369,10 @@ def run(cfg: SimConfig, parts: str = "abc", log=print, threads: int = 1) -> dict
         rng = np.random.default_rng([cfg.seed, i])
         out[name] = fn(cfg, rng) if key == "a" else fn(cfg, rng, log=log)
         out[name]["seconds"] = round(time.perf_counter() - t0, 1)
-        log(f"({key}) {name}: {'REPRODUCED' if out[name]['passed'] else 'NOT reproduced'} "
-            f"in {out[name]['seconds']}s")
+        verdict = "REPRODUCED" if out[name]["passed"] else "NOT reproduced"
+        if key == "b" and not out[name]["judged_budgets"]:
+            verdict = f"not judged (no budget >= {cfg.claim_min_budget:g})"
+        log(f"({key}) {name}: {verdict} in {out[name]['seconds']}s")
     return out
 
 

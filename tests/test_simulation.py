@@ -160,7 +160,7 @@ def test_budget_report_lists_every_budget(tmp_path):
     assert {"budget.png", "results.md", "results.csv", "results.json"} <= names
     md = (tmp_path / "results.md").read_text()
     assert "### B = 400" in md and "### B = 1000" in md and "(reported, not judged)" in md
-    assert "Claim (b) at B >= 2000: **NOT reproduced**" in md
+    assert "Claim (b) at B >= 2000: **not judged: no budget >= 2000 was run**" in md
     keys = [line.split(",")[1] for line in (tmp_path / "results.csv").read_text().splitlines()[1:]]
     assert keys == ["B=400;K=1;N=80", "B=400;K=16;N=20", "B=1000;K=1;N=200", "B=1000;K=16;N=50"]
     data = json.loads((tmp_path / "results.json").read_text())
