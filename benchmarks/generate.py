@@ -21,9 +21,10 @@ max_new_tokens when none is produced); padding after a finished sample is not co
 = generated tokens / the best wall time of --repeats runs (contenders take turns in each round).
 Samples differ between contenders (different batching, random draws), so each is credited with
 its own tokens. A short warm-up (2 requests each) is excluded. On CUDA the model runs in bf16,
-synchronised around timings. --greedy-check K generates K prompts greedily with ours (each prompt twice, so the
-shared-prompt cache is used; static cache too with --static-cache) and with the single loop and
-reports how many texts are identical (a sanity check; left padding may flip near-ties).
+synchronised around timings. --greedy-check K generates K prompts greedily with ours (each
+prompt twice, so the shared-prompt cache is used; static cache too with --static-cache) and with
+the single loop and reports how many texts are identical (a sanity check; left padding may flip
+near-ties).
 
     .venv/bin/python benchmarks/generate.py [--device cpu|cuda] [--prompts 16] [--samples 4]
         [--batch-sizes 16,64] [--max-new-tokens 48] [--static-cache] [--data FOLDER] [--threads N]

@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     check = run_lm_eval(peer, prompts)  # untimed: lm_eval's own forward, log-softmax in float64
 
     ref_name, ref = ("plain loop", results[-1][1]) if not args.no_plain else ("lm_eval float64 check", check)
-    per_token = 5e-6 if args.device == "cuda" else 1e-6
-    tol = [args.tol if args.tol is not None else (1e-4 + per_token * n if dtype == "float32" else 0.05 * n)
+    tol_per_token = 5e-6 if args.device == "cuda" else 1e-6
+    tol = [args.tol if args.tol is not None else (1e-4 + tol_per_token * n if dtype == "float32" else 0.05 * n)
            for n in scored]
     lm_eval_secs = min(s for name, _, s in results if name.startswith("lm_eval"))
     print(f"\nmodel {lm.model_id} ({lm.num_parameters / 1e6:.1f}M params) from {lm.path}; dtype {dtype}; "
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"max |dNLL|: max over pairs of |summed NLL (nats) - the {ref_name}'s|; /token: the same divided by "
           f"the pair's scored tokens; >1e-4: pairs over a flat 1e-4 of {len(pairs)}; tolerance "
           + (f"{args.tol} per pair" if args.tol is not None else
-             f"1e-4 + {5e-6 if args.device == 'cuda' else 1e-6:g} x scored tokens per pair"
+             f"1e-4 + {tol_per_token:g} x scored tokens per pair"
              if dtype == "float32" else "0.05 x scored tokens per pair"))
     best_ours = min(s for name, _, s in results if name.startswith("ours"))
     print(f"speed-up, our best over lm_eval's best: {lm_eval_secs / best_ours:.2f}x (target >= 1.5x on CPU)")

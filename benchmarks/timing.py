@@ -9,11 +9,6 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def timed(fn: Callable[[], T], device: str, repeats: int) -> tuple[T, float]:
-    """(the last run's result, the best wall seconds of `repeats` runs); CUDA is synchronised around each."""
-    return timed_rounds([fn], device, repeats)[0]
-
-
 def timed_rounds(fns: list[Callable[[], T]], device: str, repeats: int,
                  log: Callable[[int, float], None] | None = None) -> list[tuple[T, float]]:
     """(last result, best wall seconds) per function, timed round-robin: round r runs every function

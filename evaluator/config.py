@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from mosaic.benchmark import DEFAULT_DATA
 from mosaic.errors import MosaicError
 
+SCORING = ("auto", "shared-prompt", "batched")  # reference-loss scoring paths (--scoring)
+
 # quick: the README's default; must finish in < 10 min on a 2-core CPU with the 135M default model.
 #   The full MOSAIC-mini test split (16 items x 4 variants = 64 prompts, 256 references) is ~48k
 #   scored tokens, about 8 min of scoring alone at ~100-250 tok/s on 2 cores (code references run to
@@ -16,7 +18,6 @@ from mosaic.errors import MosaicError
 #   ~24k scored tokens; generation 32 prompts x 4 samples x 48 new tokens (96 for code) = ~7.7k
 #   tokens; all 168 mcq questions (one forward pass each).
 # paper: the paper's settings on every item (n 16; 192 new tokens, 512 for code).
-SCORING = ("auto", "shared-prompt", "batched")
 PRESETS: dict[str, dict] = {
     "quick": {"n_samples": 4, "max_new_tokens": 48, "max_new_tokens_code": 96, "max_items": 8},
     "paper": {"n_samples": 16, "max_new_tokens": 192, "max_new_tokens_code": 512},

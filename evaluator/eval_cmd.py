@@ -8,7 +8,7 @@ from mosaic.cli import Command
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    from evaluator.config import PRESETS, EvalConfig
+    from evaluator.config import PRESETS, SCORING, EvalConfig
 
     d = EvalConfig()
     p.add_argument("--model", default=d.model, help="local model folder, Hub id, or the default small model "
@@ -36,7 +36,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="references per scoring pass (default 8 for --scoring shared-prompt, 64 for batched); "
                         "results do not depend on it")
-    p.add_argument("--scoring", choices=["auto", "shared-prompt", "batched"], default=d.scoring,
+    p.add_argument("--scoring", choices=SCORING, default=d.scoring,
                    help="reference-loss passes: shared-prompt (each prompt encoded once, its references batched "
                         "on its cache: fewest FLOPs, best on CPU), batched (--batch-size whole sequences from many "
                         "prompts per pass: fewest launches, for GPUs), auto = batched on CUDA (default)")
