@@ -164,14 +164,8 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
                 batch_cache.batch_select_indices(torch.tensor([g for g, _ in chunk], device=device))
                 step = {"input_ids": inputs.to(device), "attention_mask": mask.to(device),
                         "position_ids": positions.to(device), "past_key_values": batch_cache, "use_cache": True}
-                targets = torch.tensor([t for _, r in chunk for t in r[1:]], device=device)
-                if split is None:
-                    logits = model(**step).logits
-                    rest = _token_nll(torch.cat([logits[b, :len(r) - 1] for b, (_, r) in enumerate(chunk)]), targets)
-                else:
-                    hidden = split.decoder(**step).last_hidden_state
-                    rest = split.nll(torch.cat([hidden[b, :len(r) - 1] for b, (_, r) in enumerate(chunk)]), targets)
-                rest = rest.cpu().numpy()
+                rest = _span_nll(model, split, step, width, [(b, 0, len(r) - 1) for b, (_, r) in enumerate(chunk)],
+                                 [t for _, r in chunk for t in r[1:]])
             offset = 0
             for b, i in enumerate(idx):
                 g, j, r = refs[i]
@@ -290,18 +284,8 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
                 mask[b, width - len(f):] = 1
             positions = (mask.cumsum(1) - 1).clamp_(min=0)
             step = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device))
-            if split is None:
-                last = _forward_keeping(model, keep, **step).logits[:, -keep:]
-            else:
-                last = split.decoder(**step).last_hidden_state[:, -keep:]
-            rows, targets = [], []
-            for b, i in enumerate(idx):
-                ref = seqs[i][1]
-                rows.append(last[b, keep - 1 - len(ref):keep - 1])  # the columns predicting ref tokens
-                targets.extend(ref)
-            targets_t = torch.tensor(targets, device=device)
-            nll = (_token_nll(torch.cat(rows), targets_t) if split is None
-                   else split.nll(torch.cat(rows), targets_t)).cpu().numpy()
+            spans = [(b, keep - 1 - len(seqs[i][1]), keep - 1) for b, i in enumerate(idx)]  # columns predicting refs
+            nll = _span_nll(model, split, step, keep, spans, [t for i in idx for t in seqs[i][1]])
             offset = 0
             for i in idx:
                 n = len(seqs[i][1])
@@ -310,6 +294,21 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
             if on_batch is not None:
                 on_batch(len(idx))
     return results
+
+
+def _span_nll(model, split, step: dict, keep: int, spans, targets) -> np.ndarray:
+    """One forward over `step`; NLL (float64, numpy) of `targets` predicted at the columns
+    lo:hi of row b for each (b, lo, hi) in `spans`, counted within the last `keep` columns (the
+    forward computes logits there only, or hidden states fed to the split head)."""
+    import torch
+
+    if split is None:
+        last = _forward_keeping(model, keep, **step).logits[:, -keep:]
+    else:
+        last = split.decoder(**step).last_hidden_state[:, -keep:]
+    rows = torch.cat([last[b, lo:hi] for b, lo, hi in spans])
+    targets_t = torch.tensor(targets, device=rows.device)
+    return (_token_nll(rows, targets_t) if split is None else split.nll(rows, targets_t)).cpu().numpy()
 
 
 def _forward_keeping(model, keep: int, **inputs):
