@@ -7,10 +7,10 @@ top-p 0.95, top-k off, --max-new-tokens, stopping at the end-of-turn or EOS toke
 dtype, device and threads, all in one process:
 - ours: `evaluator.generation.HFBackend` over all requests (it sorts them by prompt length,
   batches them with left padding and encodes each distinct prompt of a batch once, its KV cache
-  shared by its samples), for each --batch-sizes value; with --static-cache its generate calls
-  use a static cache on prompts left-padded further to a multiple of --bucket tokens (done by
-  this script's `Recorder` wrapper; HFBackend's interface is unchanged), and on CUDA an untimed
-  full run first compiles every shape;
+  shared by its samples), for each --batch-sizes value; with --static-cache it runs with
+  `cache="static"` (`mosaic eval --gen-cache static`: one fixed-shape StaticCache per
+  max-new-tokens group, so transformers compiles the decoding step once on CUDA), and on CUDA an
+  untimed run of one batch per batch size first pays that compile;
 - single-prompt loop: `model.generate` on one request at a time (batch 1), as the paper's code
   does; --single-limit caps how many requests it runs (it is slow; tokens/s is a rate);
 - plain batch loop: requests in prompt-major order in fixed batches of --plain-batch (64), left
@@ -36,58 +36,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root: mosaic, evaluator, benchmarks import
 
 from benchmarks.timing import timed_rounds  # noqa: E402
 
 TEMPERATURE, TOP_P, SEED = 0.8, 0.95, 1234
-
-
-class Recorder:
-    """Stands in for the model inside HFBackend: records each generate output (to count tokens) and,
-    with static=True, generates with a static cache on prompt widths left-padded to a multiple of
-    `bucket` (few shapes to compile); a shared-prompt cache from HFBackend is copied into it."""
-
-    def __init__(self, model, static: bool = False, bucket: int = 64) -> None:
-        self.model, self.static, self.bucket, self.outputs = model, static, bucket, []
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def __call__(self, *args, **kwargs):
-        return self.model(*args, **kwargs)
-
-    def generate(self, input_ids, attention_mask, past_key_values=None, **kwargs):
-        import torch.nn.functional as F
-
-        extra = 0
-        if self.static:
-            extra = -input_ids.shape[1] % self.bucket
-            input_ids = F.pad(input_ids, (extra, 0), value=kwargs["pad_token_id"])
-            attention_mask = F.pad(attention_mask, (extra, 0), value=0)
-            if past_key_values is None:
-                kwargs["cache_implementation"] = "static"
-            else:
-                past_key_values = to_static(self.model, past_key_values, extra,
-                                            input_ids.shape[1] + kwargs["max_new_tokens"])
-        if past_key_values is not None:
-            kwargs["past_key_values"] = past_key_values
-        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[:, extra:]
-        self.outputs.append((out, input_ids.shape[1] - extra))
-        return out
-
-
-def to_static(model, dynamic, extra: int, max_len: int):
-    """A StaticCache of max_len holding the DynamicCache's keys/values behind `extra` empty (masked) columns."""
-    import torch.nn.functional as F
-    from transformers import StaticCache
-
-    static = StaticCache(config=model.config, max_cache_len=max_len)
-    for target, layer in zip(static.layers, dynamic.layers):
-        target.update(F.pad(layer.keys, (0, 0, extra, 0)), F.pad(layer.values, (0, 0, extra, 0)))
-    return static
 
 
 def count(outputs, stop: set[int], max_new: int) -> int:
@@ -106,14 +60,14 @@ def sample_kwargs(stop: list[int], pad: int, max_new: int, greedy: bool = False)
                 eos_token_id=stop, pad_token_id=pad)
 
 
-def run_ours(lm, requests, batch_size: int, static: bool, bucket: int, greedy: bool = False):
+def run_ours(lm, requests, batch_size: int, static: bool, greedy: bool = False):
+    """(generated tokens as HFBackend counts them: per sample up to and including its stop token, texts)."""
     from evaluator.generation import HFBackend, Settings
 
-    rec = Recorder(lm.model, static, bucket)
-    backend = HFBackend(SimpleNamespace(model=rec, tokenizer=lm.tokenizer), batch_size, progress=False)
+    backend = HFBackend(lm, batch_size, progress=False, cache="static" if static else "dynamic")
     settings = Settings(model=lm.model_id, seed=SEED, temperature=0.0 if greedy else TEMPERATURE, top_p=TOP_P)
     texts = {(r.row_id, r.sample_index): t for r, t in backend.generate(requests, settings)}
-    return rec.outputs, texts
+    return backend.new_tokens, texts
 
 
 def run_batched(lm, encoded, batch_size: int, kwargs: dict):
@@ -149,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default="16,64", help="our batch sizes")
     ap.add_argument("--plain-batch", type=int, default=64)
     ap.add_argument("--single-limit", type=int, default=None, help="requests for the single-prompt loop (default all)")
-    ap.add_argument("--static-cache", action="store_true", help="our path with cache_implementation='static'")
-    ap.add_argument("--bucket", type=int, default=64, help="with --static-cache: pad prompt widths to a multiple")
+    ap.add_argument("--static-cache", action="store_true", help="our path with --gen-cache static")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per contender; the best counts")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--greedy-check", type=int, default=4, help="prompts for the greedy agreement check (0: skip)")
@@ -171,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{data}: no dataset folder; build one and pass --data, e.g. .venv/bin/mosaic build mosaic "
                  "--from-jsonl builders/mosaic_mini/items --split-fractions train=0.625,validation=0.125,test=0.25 "
                  "--on-error skip --out /tmp/bench-mini")
-    if args.static_cache and args.device == "cuda":
-        for name in ("recompile_limit", "cache_size_limit"):  # one compiled graph per batch shape
-            if hasattr(torch._dynamo.config, name):
-                setattr(torch._dynamo.config, name, 64)
     dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
     lm = load_model(args.model, device=args.device, dtype=dtype)
     tok, fmt = lm.tokenizer, detect_format(lm.tokenizer)
@@ -187,16 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     single = encoded[: args.single_limit]
     ours_bs = sorted({int(x) for x in args.batch_sizes.split(",")})
 
-    run_ours(lm, requests[:2], 2, args.static_cache, args.bucket)  # warm-up, excluded
+    run_ours(lm, requests[:2], 2, args.static_cache)  # warm-up, excluded
     run_batched(lm, encoded[:2], 1, kwargs)
     run_batched(lm, encoded[:2], 2, kwargs)
     if args.static_cache and args.device == "cuda":
-        for bs in ours_bs:  # compile every shape the timed run will meet
-            run_ours(lm, requests, bs, True, args.bucket)
+        for bs in ours_bs:  # pay the compile of each batch size's decoding step (shapes as in the timed run)
+            run_ours(lm, requests, bs, True)
 
     contenders = [(f"ours: HFBackend, sorted, batch {bs}" + (", static cache" if args.static_cache else ""),
                    len(requests), -(-len(requests) // bs),
-                   lambda bs=bs: run_ours(lm, requests, bs, args.static_cache, args.bucket)[0]) for bs in ours_bs]
+                   lambda bs=bs: run_ours(lm, requests, bs, args.static_cache)[0]) for bs in ours_bs]
     contenders.append((f"plain loop: fixed batches of {args.plain_batch}", len(requests),
                        -(-len(requests) // args.plain_batch),
                        lambda: run_batched(lm, encoded, args.plain_batch, kwargs)))
@@ -205,15 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     timings = timed_rounds([c[3] for c in contenders], args.device, args.repeats,
                            log=lambda i, secs: print(f"  {contenders[i][0]}: {secs:.2f} s", flush=True))
-    results = [(name, n_req, n_batches, count(outputs, set(stop), args.max_new_tokens), secs)
-               for (name, n_req, n_batches, _), (outputs, secs) in zip(contenders, timings)]
+    results = [(name, n_req, n_batches,
+                out if isinstance(out, int) else count(out, set(stop), args.max_new_tokens), secs)
+               for (name, n_req, n_batches, _), (out, secs) in zip(contenders, timings)]
     load_after = os.getloadavg()[0]
 
     greedy = ""
     if args.greedy_check:
         reqs = [Request(r["id"], 0, r["prompt"], args.max_new_tokens) for r in rows[: args.greedy_check]]
         reqs = [r for r in reqs for _ in range(2)]  # each prompt twice: exercises the shared-prompt cache
-        _, ours_text = run_ours(lm, reqs, len(reqs), args.static_cache, args.bucket, greedy=True)
+        _, ours_text = run_ours(lm, reqs, len(reqs), args.static_cache, greedy=True)
         reqs = reqs[::2]
         outs = run_batched(lm, [fmt.prompt_ids(tok, r.prompt) for r in reqs], 1,
                            sample_kwargs(stop, pad, args.max_new_tokens, greedy=True))

@@ -10,6 +10,7 @@ from mosaic.benchmark import DEFAULT_DATA
 from mosaic.errors import MosaicError
 
 SCORING = ("auto", "shared-prompt", "batched")  # reference-loss scoring paths (--scoring)
+GEN_CACHES = ("dynamic", "static")  # KV caches of the hf generation backend (--gen-cache)
 
 # quick: the README's default; must finish in < 10 min on a 2-core CPU with the 135M default model.
 #   The full MOSAIC-mini test split (16 items x 4 variants = 64 prompts, 256 references) is ~48k
@@ -44,6 +45,7 @@ class EvalConfig:
     batch_size: int | None = None  # references per scoring pass (None: 8 shared-prompt, 64 batched); no result changes
     scoring: str = "auto"  # reference-loss passes: shared-prompt | batched | auto (batched on CUDA)
     gen_batch_size: int = 64  # sequences per generation batch
+    gen_cache: str = "dynamic"  # hf backend KV cache: dynamic | static (one shape per group: compiled once on CUDA)
     device: str = "auto"
     seed: int = 0  # sampling and bootstrap seed
     bootstrap_resamples: int = 1000
@@ -75,14 +77,16 @@ class EvalConfig:
                 raise MosaicError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(out, name)}")
         if out.scoring not in SCORING:
             raise MosaicError(f"--scoring must be one of {', '.join(SCORING)}, got {out.scoring!r}")
+        if out.gen_cache not in GEN_CACHES:
+            raise MosaicError(f"--gen-cache must be one of {', '.join(GEN_CACHES)}, got {out.gen_cache!r}")
         if not 0 < out.top_p <= 1 or out.temperature < 0:
             raise MosaicError("need 0 < top_p <= 1 and temperature >= 0")
         return out
 
     def scoring_dict(self) -> dict:
         """The options that change a number (no paths, devices or batch sizes)."""
-        skip = {"out", "generations", "from_generations", "resume", "device", "batch_size", "gen_batch_size", "scoring",
-                "backend", "data", "model", "adapter", "revision"}
+        skip = {"out", "generations", "from_generations", "resume", "device", "batch_size", "gen_batch_size",
+                "gen_cache", "scoring", "backend", "data", "model", "adapter", "revision"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def hash(self) -> str:

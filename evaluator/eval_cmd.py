@@ -8,7 +8,7 @@ from mosaic.cli import Command
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    from evaluator.config import PRESETS, SCORING, EvalConfig
+    from evaluator.config import GEN_CACHES, PRESETS, SCORING, EvalConfig
 
     d = EvalConfig()
     p.add_argument("--model", default=d.model, help="local model folder, Hub id, or the default small model "
@@ -42,6 +42,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "prompts per pass: fewest launches, for GPUs), auto = batched on CUDA (default)")
     p.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size,
                    help=f"sequences per generation batch ({d.gen_batch_size})")
+    p.add_argument("--gen-cache", choices=GEN_CACHES, default=d.gen_cache,
+                   help="hf backend KV cache: dynamic (default), or static: one fixed-shape cache per max-new-tokens "
+                        "group, reused by its batches, so transformers compiles the decoding step once (on CUDA; "
+                        "the first batch pays the compile, so it pays off on long runs)")
     p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=d.seed, help=f"sampling and bootstrap seed ({d.seed})")
     p.add_argument("--bootstrap-resamples", type=int, default=d.bootstrap_resamples,

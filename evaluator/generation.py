@@ -12,6 +12,11 @@ size; `vllm` is used when it can be imported (GPU machines only; it is never nee
 Within an `hf` batch, a prompt that occurs several times (n samples of one row) is encoded once:
 its KV cache is computed for the distinct prompts and repeated to the rows before `generate`
 continues from it (the same tokens are sampled from the same distribution, with less prefill).
+With `cache="static"` the backend decodes into a transformers `StaticCache` of ONE shape per
+max-new-tokens group (batch size x (longest prompt + max new tokens)), reset and reused by every
+batch of the group; a short last batch is filled up with repeats of its last request (their outputs
+are dropped). Fixed shapes are what let transformers compile the decoding step once (it does so on
+CUDA) instead of once per batch width.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluator.config import GEN_CACHES
 from mosaic.errors import MosaicError
 
 
@@ -93,8 +99,11 @@ def samples_by_row(lines: list[dict]) -> dict[str, list[str]]:
 class HFBackend:
     name = "hf"
 
-    def __init__(self, lm, batch_size: int, progress: bool = True) -> None:
-        self.lm, self.batch_size, self.progress = lm, batch_size, progress
+    def __init__(self, lm, batch_size: int, progress: bool = True, cache: str = "dynamic") -> None:
+        if cache not in GEN_CACHES:
+            raise MosaicError(f"unknown generation cache {cache!r}: choose one of {', '.join(GEN_CACHES)}")
+        self.lm, self.batch_size, self.progress, self.cache = lm, batch_size, progress, cache
+        self.new_tokens = 0  # tokens generated for the yielded samples, each up to and including its stop token
 
     def generate(self, requests: list[Request], settings: Settings) -> Iterator[tuple[Request, str]]:
         import torch
@@ -109,8 +118,7 @@ class HFBackend:
         stop = sorted({fmt.end_token_id, *([tok.eos_token_id] if tok.eos_token_id is not None else [])})
         pad = tok.pad_token_id if tok.pad_token_id is not None else stop[0]
         bar = tqdm(total=len(requests), desc="generating", unit="sample", disable=not self.progress)
-        for b, start in enumerate(range(0, len(encoded), self.batch_size)):
-            batch = encoded[start:start + self.batch_size]
+        for b, (batch, real, static) in enumerate(self._batches(model, encoded)):
             width = max(len(ids) for _, ids in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -120,17 +128,57 @@ class HFBackend:
             torch.manual_seed(settings.seed + b)
             with torch.inference_mode():
                 shared = _shared_prompt_cache(model, [ids for _, ids in batch], input_ids, mask)
+                if static is not None:
+                    shared = {"past_key_values": _into_static(static, shared.get("past_key_values"))}
                 out = model.generate(
                     **shared, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                     do_sample=settings.temperature > 0, temperature=settings.temperature or None,
                     top_p=settings.top_p, top_k=0, max_new_tokens=max(r.max_new_tokens for r, _ in batch),
                     eos_token_id=stop, pad_token_id=pad)
-            for i, (req, _) in enumerate(batch):
+            for i, (req, _) in enumerate(batch[:real]):
                 new = out[i, width:width + req.max_new_tokens].tolist()
                 cut = next((j for j, t in enumerate(new) if t in stop), len(new))
+                self.new_tokens += min(cut + 1, len(new))
                 yield req, tok.decode(new[:cut], skip_special_tokens=True)
-            bar.update(len(batch))
+            bar.update(real)
         bar.close()
+
+    def _batches(self, model, encoded: list) -> Iterator[tuple[list, int, object]]:
+        """(batch, number of real requests in it, StaticCache or None), in `encoded` order. Dynamic: fixed
+        slices. Static: slices within each max-new-tokens group, the short last one filled up with repeats."""
+        if self.cache == "dynamic":
+            for start in range(0, len(encoded), self.batch_size):
+                batch = encoded[start:start + self.batch_size]
+                yield batch, len(batch), None
+            return
+        groups: dict[int, list] = {}
+        for e in encoded:
+            groups.setdefault(e[0].max_new_tokens, []).append(e)
+        for max_new, group in groups.items():
+            size = min(self.batch_size, len(group))
+            static = _static_cache(model, max(len(ids) for _, ids in group) + max_new)
+            for start in range(0, len(group), size):
+                batch = group[start:start + size]
+                yield batch + [batch[-1]] * (size - len(batch)), len(batch), static
+
+
+def _static_cache(model, max_len: int):
+    try:
+        from transformers import StaticCache
+
+        return StaticCache(config=model.config, max_cache_len=max_len)
+    except (ImportError, TypeError) as exc:  # transformers 4.x has another StaticCache signature
+        raise MosaicError(f"--gen-cache static needs transformers >= 5 (StaticCache(config, max_cache_len)): {exc}") \
+            from exc
+
+
+def _into_static(static, prefix):
+    """`static` reset, then holding the shared prompt prefix's keys/values (a DynamicCache) when there is one."""
+    static.reset()
+    if prefix is not None:
+        for target, layer in zip(static.layers, prefix.layers, strict=True):
+            target.update(layer.keys, layer.values)
+    return static
 
 
 def _shared_prompt_cache(model, prompts: list[list[int]], input_ids, mask) -> dict:
@@ -235,6 +283,7 @@ def _ensure(ctx) -> dict[str, list[str]]:
                 fh.flush()
                 kept.append(line)
     ctx.notes["generations"] = {"source": str(path), "backend": backend.name, "generated": len(requests),
+                                "new_tokens": getattr(backend, "new_tokens", None),
                                 "resumed": len(done & {(r, i) for r in wanted for i in range(cfg.n_samples)})}
     return samples_by_row(kept)
 
@@ -247,4 +296,4 @@ def _backend(ctx, lm):
         if lm.adapter:
             raise MosaicError("the vllm backend does not load LoRA adapters here: use --backend hf")
         return VLLMBackend(lm.path, lm.tokenizer)
-    return HFBackend(lm, ctx.cfg.gen_batch_size, ctx.progress)
+    return HFBackend(lm, ctx.cfg.gen_batch_size, ctx.progress, ctx.cfg.gen_cache)

@@ -193,3 +193,26 @@ def test_revision_is_for_hub_ids_and_named_in_errors(bench, tiny_model_dir, tmp_
                            "--metrics", "ref_loss", "--out", tmp_path / "r.json", env=offline)
     assert code == 2 and "cannot load model 'no-such-org/no-such-model' at revision 'v1.0'" in err
     assert "Traceback" not in err and not (tmp_path / "r.json").exists()
+
+
+def test_static_generation_cache_end_to_end(bench, tiny_model_dir, tmp_path):
+    """--gen-cache static through the CLI: recorded in the results, same greedy samples as the default cache
+    (the code rows get 9 new tokens, the others 6: two groups), and the generated-token count agrees."""
+    runs = {}
+    for cache in ("dynamic", "static"):
+        out = tmp_path / f"{cache}.json"
+        code, _, err = _mosaic("eval", "--model", tiny_model_dir, "--data", bench, "--configs", "mosaic", "--metrics",
+                               "coverage@2", "--n-samples", 2, "--max-new-tokens", 6, "--max-new-tokens-code", 9,
+                               "--temperature", 0, "--gen-batch-size", 4, "--gen-cache", cache, "--out", out,
+                               "--no-progress")
+        assert code == 0, err
+        res = json.loads(out.read_text())
+        assert res["config"]["gen_cache"] == cache and validate_results(res) == []
+        lines = [json.loads(x) for x in open(res["generations_file"])]
+        runs[cache] = ({(x["id"], x["sample_index"]): x["completion"] for x in lines}, res)
+    (dyn, dyn_res), (sta, sta_res) = runs["dynamic"], runs["static"]
+    assert len(sta) == 30 and sta == dyn
+    assert sta_res["notes"]["generations"]["new_tokens"] == dyn_res["notes"]["generations"]["new_tokens"] > 0
+    assert sta_res["config"]["eval_config_hash"] == dyn_res["config"]["eval_config_hash"]
+    code, _, err = _mosaic("eval", "--model", tiny_model_dir, "--data", bench, "--gen-cache", "paged")
+    assert code != 0 and "--gen-cache" in err and "paged" in err

@@ -15,9 +15,9 @@ def tiny_lm(tiny_model_dir):
     return load_model(str(tiny_model_dir), device="cpu")
 
 
-def _run(lm, requests, batch_size=8):
+def _run(lm, requests, batch_size=8, cache="dynamic"):
     settings = Settings(model="tiny", seed=0, temperature=0.0, top_p=1.0)
-    out = HFBackend(lm, batch_size, progress=False).generate(requests, settings)
+    out = HFBackend(lm, batch_size, progress=False, cache=cache).generate(requests, settings)
     return {(r.row_id, r.sample_index): text for r, text in out}
 
 
@@ -48,3 +48,56 @@ def test_no_sharing_when_prompts_are_distinct(tiny_lm):
     input_ids = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
     mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
     assert generation._shared_prompt_cache(tiny_lm.model, ids, input_ids, mask) == {}
+
+
+PROMPTS = {"a": "Name a colour.", "b": "Write a haiku about rain, please, in English.", "c": "Hi",
+           "d": "Tell me a long story about a dragon who loved numbers and tea."}
+
+
+def test_static_cache_keeps_greedy_outputs(tiny_lm):
+    # groups by max new tokens: 9 requests (batches of 4, 4 and 1 filled up to 4) and 3 (one batch of 3)
+    requests = [Request(rid, i, p, 14 if rid == "d" else 10) for rid, p in PROMPTS.items() for i in range(3)]
+    settings = Settings(model="tiny", seed=0, temperature=0.0, top_p=1.0)
+    backends = {cache: HFBackend(tiny_lm, size, progress=False, cache=cache) for cache, size in
+                (("static", 4), ("dynamic", 1))}  # dynamic: one prompt at a time
+    texts = {cache: {(r.row_id, r.sample_index): t for r, t in b.generate(requests, settings)}
+             for cache, b in backends.items()}
+    assert sorted(texts["static"]) == sorted((r.row_id, r.sample_index) for r in requests)
+    assert len(texts["static"]) == len(requests)  # the filler rows of the short batch are not yielded
+    assert texts["static"] == texts["dynamic"]
+    # the filler rows are not counted either; each sample counts its stop token, none exceeds its budget
+    assert backends["static"].new_tokens == backends["dynamic"].new_tokens
+    assert len(requests) <= backends["static"].new_tokens <= sum(r.max_new_tokens for r in requests)
+
+
+def test_static_cache_compiles_the_decoding_step_once_per_group(tiny_model_dir):
+    """The fixed shapes are the point: every batch of a group reuses one compiled decoding step,
+    whatever its prompt width. transformers compiles on CUDA only, so compilation is forced here,
+    with a backend that counts the graphs it is given and runs them eagerly."""
+    from transformers import CompileConfig
+
+    from evaluator.models import load_model
+
+    lm = load_model(str(tiny_model_dir), device="cpu")  # its own copy: the compile config stays on it
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compile_config = CompileConfig(backend=counting_backend, mode=None)
+    compile_config._compile_all_devices = True
+    lm.model.generation_config.compile_config = compile_config
+    requests = [Request(rid, i, p, 6) for rid, p in PROMPTS.items() for i in range(2)]  # widths 4 prompts apart
+    requests.append(Request("e", 0, "One more, for a second group.", 9))
+    static = _run(lm, requests, batch_size=3, cache="static")  # group 1: 3 batches of 3 (one filled up)
+    assert len(graphs) == 2 and len(static) == len(requests)
+    _run(lm, requests, batch_size=3)
+    assert len(graphs) == 2  # a dynamic cache is never compiled
+
+
+def test_unknown_cache_is_refused(tiny_lm):
+    from mosaic.errors import MosaicError
+
+    with pytest.raises(MosaicError, match="unknown generation cache 'paged'"):
+        HFBackend(tiny_lm, 4, cache="paged")
