@@ -65,7 +65,8 @@ def run_ours(lm, requests, batch_size: int, static: bool, greedy: bool = False):
     from evaluator.generation import HFBackend, Settings
 
     backend = HFBackend(lm, batch_size, progress=False, cache="static" if static else "dynamic")
-    settings = Settings(model=lm.model_id, seed=SEED, temperature=0.0 if greedy else TEMPERATURE, top_p=TOP_P)
+    settings = Settings(model=lm.model_id, weights=lm.weights_hash, adapter=None, seed=SEED,
+                        temperature=0.0 if greedy else TEMPERATURE, top_p=TOP_P)
     texts = {(r.row_id, r.sample_index): t for r, t in backend.generate(requests, settings)}
     return backend.new_tokens, texts
 

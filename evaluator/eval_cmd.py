@@ -26,7 +26,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
     p.add_argument("--max-items", type=int, help="record configs: evaluate a seeded subset of this many items "
                    "(quick preset: 8); 0 = every item")
-    p.add_argument("--n-samples", type=int, help="generations per prompt (overrides the preset)")
+    p.add_argument("--n-samples", type=int, help="generations per prompt (overrides the preset; with "
+                   "--from-generations the default is the fewest samples the file holds for an evaluated row)")
     p.add_argument("--max-new-tokens", type=int, help="new tokens per generation (overrides the preset)")
     p.add_argument("--max-new-tokens-code", type=int, help="new tokens per generation for code prompts")
     p.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature ({d.temperature})")
@@ -58,7 +59,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-generations", metavar="FILE",
                    help="recompute generation-based metrics from this generations file; no model is loaded")
     p.add_argument("--resume", action="store_true",
-                   help="keep the finished samples already in the generations file and generate only the rest")
+                   help="keep the finished samples already in the generations file and generate only the rest "
+                        "(refused when the file's samples were made with other settings); without it the file is "
+                        "replaced")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -1,9 +1,13 @@
 """Sampling n generations per prompt, written as they are produced, resumable.
 
 Generations file (DESIGN §11): JSONL, one line per sample: `id` (dataset row id), `completion`,
-`sample_index`, and the settings that produced it (`model`, `seed`, `temperature`, `top_p`,
-`max_new_tokens`). With `--resume`, lines whose settings match the current run are kept and
-only the missing (id, sample_index) pairs are generated.
+`sample_index`, and the settings that produced it (`model`, `weights` and `adapter` hashes,
+`seed`, `temperature`, `top_p`, `max_new_tokens`). With `--resume`, the file's samples are kept
+and only the missing (id, sample_index) pairs are generated; a file holding samples made with
+other settings is refused (never rewritten), and a last line cut off by a kill is dropped. The
+batches are planned over ALL requests and a batch is seeded by its place in that plan, so a
+resumed run regenerates only the batches with missing samples and ends with the samples an
+uninterrupted run would have produced.
 
 Backends share one interface (`generate(requests, settings) -> iterator of (request, text)`):
 `hf` batches requests with left padding, sorted by prompt length so a batch wastes little on
@@ -22,6 +26,7 @@ CUDA) instead of once per batch width.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +46,16 @@ class Request:
 @dataclass(frozen=True)
 class Settings:
     model: str
+    weights: str | None  # sha256 of the model's weight files
+    adapter: str | None  # the LoRA adapter's hash, None without one
     seed: int
     temperature: float
     top_p: float
 
-    def matches(self, line: dict) -> bool:
-        return all(line.get(k) == v for k, v in vars(self).items())
+    def differences(self, line: dict, max_new_tokens: int | None) -> list[str]:
+        """'field: file value != this run's value' for every setting of `line` that differs."""
+        want = {**vars(self), **({} if max_new_tokens is None else {"max_new_tokens": max_new_tokens})}
+        return [f"{k}: {line.get(k)!r} != {v!r}" for k, v in want.items() if line.get(k) != v]
 
 
 def read_generations(path: str | Path) -> list[dict]:
@@ -105,7 +114,10 @@ class HFBackend:
         self.lm, self.batch_size, self.progress, self.cache = lm, batch_size, progress, cache
         self.new_tokens = 0  # tokens generated for the yielded samples, each up to and including its stop token
 
-    def generate(self, requests: list[Request], settings: Settings) -> Iterator[tuple[Request, str]]:
+    def generate(self, requests: list[Request], settings: Settings,
+                 done: frozenset = frozenset()) -> Iterator[tuple[Request, str]]:
+        """(request, completion) for every request whose (row_id, sample_index) is not in `done`; batches are
+        planned over all `requests` (so each keeps its seed), those without a missing sample are skipped."""
         import torch
         from tqdm.auto import tqdm
 
@@ -117,8 +129,11 @@ class HFBackend:
         encoded.sort(key=lambda e: (e[0].max_new_tokens, len(e[1]), e[0].row_id, e[0].sample_index))
         stop = sorted({fmt.end_token_id, *([tok.eos_token_id] if tok.eos_token_id is not None else [])})
         pad = tok.pad_token_id if tok.pad_token_id is not None else stop[0]
-        bar = tqdm(total=len(requests), desc="generating", unit="sample", disable=not self.progress)
+        todo = [(r.row_id, r.sample_index) not in done for r in requests]
+        bar = tqdm(total=sum(todo), desc="generating", unit="sample", disable=not self.progress)
         for b, (batch, real, static) in enumerate(self._batches(model, encoded)):
+            if all((r.row_id, r.sample_index) in done for r, _ in batch[:real]):
+                continue
             width = max(len(ids) for _, ids in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -136,11 +151,13 @@ class HFBackend:
                     top_p=settings.top_p, top_k=0, max_new_tokens=max(r.max_new_tokens for r, _ in batch),
                     eos_token_id=stop, pad_token_id=pad)
             for i, (req, _) in enumerate(batch[:real]):
+                if (req.row_id, req.sample_index) in done:
+                    continue
                 new = out[i, width:width + req.max_new_tokens].tolist()
                 cut = next((j for j, t in enumerate(new) if t in stop), len(new))
                 self.new_tokens += min(cut + 1, len(new))
+                bar.update(1)
                 yield req, tok.decode(new[:cut], skip_special_tokens=True)
-            bar.update(real)
         bar.close()
 
     def _batches(self, model, encoded: list) -> Iterator[tuple[list, int, object]]:
@@ -214,7 +231,8 @@ class VLLMBackend:
 
         self.llm, self.tokenizer = LLM(model=model_path, seed=0), tokenizer
 
-    def generate(self, requests: list[Request], settings: Settings) -> Iterator[tuple[Request, str]]:
+    def generate(self, requests: list[Request], settings: Settings,
+                 done: frozenset = frozenset()) -> Iterator[tuple[Request, str]]:
         from vllm import SamplingParams
 
         from mosaic.formatting import detect_format
@@ -223,9 +241,10 @@ class VLLMBackend:
         params = [SamplingParams(temperature=settings.temperature, top_p=settings.top_p,
                                  max_tokens=r.max_new_tokens, seed=settings.seed * 1_000_003 + i)
                   for i, r in enumerate(requests)]
-        prompts = [fmt.prompt_text(self.tokenizer, r.prompt) for r in requests]
-        for req, out in zip(requests, self.llm.generate(prompts, params)):
-            yield req, out.outputs[0].text
+        keep = [i for i, r in enumerate(requests) if (r.row_id, r.sample_index) not in done]  # seeds stay put
+        prompts = [fmt.prompt_text(self.tokenizer, requests[i].prompt) for i in keep]
+        for i, out in zip(keep, self.llm.generate(prompts, [params[i] for i in keep])):
+            yield requests[i], out.outputs[0].text
 
 
 def vllm_available() -> bool:
@@ -259,33 +278,63 @@ def _ensure(ctx) -> dict[str, list[str]]:
                                   f"samples, --n-samples is {cfg.n_samples}")
         return have
     lm = ctx.model()
-    settings = Settings(model=lm.model_id, seed=cfg.seed, temperature=cfg.temperature, top_p=cfg.top_p)
-    path = Path(cfg.generations)
-    kept = [ln for ln in read_generations(path) if settings.matches(ln)] if cfg.resume and path.exists() else []
-    done = {(ln["id"], ln["sample_index"]) for ln in kept}
-    wanted = {r["id"] for r in rows}
-    kept = [ln for ln in kept if ln["id"] in wanted and ln["sample_index"] < cfg.n_samples]
+    settings = Settings(model=lm.model_id, weights=lm.weights_hash, adapter=(lm.adapter or {}).get("hash"),
+                        seed=cfg.seed, temperature=cfg.temperature, top_p=cfg.top_p)
     requests = [Request(r["id"], i, r["prompt"],
                         cfg.max_new_tokens_code if r["domain"] == "code" else cfg.max_new_tokens)
-                for r in rows for i in range(cfg.n_samples) if (r["id"], i) not in done]
+                for r in rows for i in range(cfg.n_samples)]
+    path = Path(cfg.generations)
+    kept = _resumable(path, settings, {r.row_id: r.max_new_tokens for r in requests}) if cfg.resume else []
+    if not cfg.resume and path.is_file() and path.stat().st_size:
+        print(f"mosaic eval: replacing the samples in {path} (--resume continues a file instead)", file=sys.stderr)
+    done = frozenset((ln["id"], ln["sample_index"]) for ln in kept)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:  # rewrite the kept lines, then append new ones
-        for ln in kept:
-            ln.pop("index", None)
-            fh.write(json.dumps(ln, ensure_ascii=False) + "\n")
-        fh.flush()
-        backend = _backend(ctx, lm)
-        with ctx.timer("generation"):
-            for req, text in backend.generate(requests, settings):
-                line = {"id": req.row_id, "sample_index": req.sample_index, "completion": text,
-                        "max_new_tokens": req.max_new_tokens, **vars(settings)}
-                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-                fh.flush()
-                kept.append(line)
-    ctx.notes["generations"] = {"source": str(path), "backend": backend.name, "generated": len(requests),
-                                "new_tokens": getattr(backend, "new_tokens", None),
-                                "resumed": len(done & {(r, i) for r in wanted for i in range(cfg.n_samples)})}
-    return samples_by_row(kept)
+    backend = _backend(ctx, lm)
+    with open(path, "a" if cfg.resume else "w", encoding="utf-8") as fh, ctx.timer("generation"):
+        for req, text in backend.generate(requests, settings, done):
+            line = {"id": req.row_id, "sample_index": req.sample_index, "completion": text,
+                    "max_new_tokens": req.max_new_tokens, **vars(settings)}
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            fh.flush()
+            kept.append(line)
+    wanted = {(r.row_id, r.sample_index) for r in requests}
+    ctx.notes["generations"] = {"source": str(path), "backend": backend.name, "generated": len(wanted - done),
+                                "new_tokens": getattr(backend, "new_tokens", None), "resumed": len(wanted & done)}
+    return samples_by_row([ln for ln in kept if (ln["id"], ln["sample_index"]) in wanted])
+
+
+def _resumable(path: Path, settings: Settings, budgets: dict[str, int]) -> list[dict]:
+    """The samples of an existing generations file, all made with `settings` (and, for the rows of this
+    run, its max_new_tokens), else MosaicError. A last line without its newline (a kill mid-write) is cut off."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        tail = raw[raw.rfind(b"\n") + 1:]
+        try:
+            json.loads(tail)
+            complete = True
+        except ValueError:
+            complete = False
+        with open(path, "ab" if complete else "r+b") as fh:
+            if complete:
+                fh.write(b"\n")
+            else:
+                fh.truncate(len(raw) - len(tail))
+                print(f"mosaic eval: {path}: dropped an unfinished last line ({len(tail)} bytes)", file=sys.stderr)
+    lines = read_generations(path)
+    for ln in lines:
+        diff = settings.differences(ln, budgets.get(ln["id"]))
+        if diff:
+            raise MosaicError(f"{path}:{ln['index'] + 1}: this sample was made with other settings "
+                              f"({'; '.join(diff)}); --resume continues a file of this model, adapter, seed and "
+                              "sampling settings only: pass another --generations file, or run without --resume "
+                              "to replace it")
+        if "sample_index" not in ln:
+            raise MosaicError(f"{path}:{ln['index'] + 1}: no sample_index: this file cannot be resumed")
+        ln.pop("index")
+    samples_by_row(lines)  # refuses a repeated (id, sample_index)
+    return lines
 
 
 def _backend(ctx, lm):

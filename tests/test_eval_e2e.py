@@ -98,20 +98,36 @@ def test_from_generations_reproduces_generation_metrics(first_run, bench, tmp_pa
 
 
 def test_resume_generates_only_missing_samples(first_run, bench, tiny_model_dir, tmp_path):
+    """Killed after 10 samples and in the middle of the 11th line: the resumed run drops the cut line, keeps the
+    10 samples, regenerates the rest, and ends with exactly the samples of the uninterrupted run."""
     out, _ = first_run
     res = json.loads(out.read_text())
     lines = open(res["generations_file"]).read().splitlines()
     gen_file = tmp_path / "g.jsonl"
-    gen_file.write_text("\n".join(lines[:10]) + "\n")  # as if the run was killed after 10 samples
-    code, _, err = _mosaic("eval", "--model", tiny_model_dir, "--data", bench, "--configs", "mosaic", "--metrics",
-                           "coverage@2", "--n-samples", 2, "--max-new-tokens", 6, "--generations", gen_file,
-                           "--resume", "--out", tmp_path / "r.json", "--no-progress")
+    gen_file.write_text("\n".join(lines[:10]) + "\n" + lines[10][:25])
+    args = ["eval", "--model", tiny_model_dir, "--data", bench, "--configs", "mosaic", "--metrics", "coverage@2",
+            "--n-samples", 2, "--max-new-tokens", 6, "--generations", gen_file, "--out", tmp_path / "r.json",
+            "--no-progress"]
+    code, _, err = _mosaic(*args, "--resume")
     assert code == 0, err
+    assert "dropped an unfinished last line" in err
     resumed = json.loads((tmp_path / "r.json").read_text())
     assert resumed["notes"]["generations"]["generated"] == 20 and resumed["notes"]["generations"]["resumed"] == 10
     now = open(gen_file).read().splitlines()
     assert now[:10] == lines[:10] and len(now) == 30
-    assert len({(json.loads(x)["id"], json.loads(x)["sample_index"]) for x in now}) == 30
+
+    def samples(text_lines):
+        return {(x["id"], x["sample_index"]): x["completion"] for x in map(json.loads, text_lines)}
+
+    assert samples(now) == samples(lines)  # the same batches, seeds and samples as without the interruption
+
+    before = gen_file.read_bytes()
+    for change, field in ((["--seed", 1], "seed: 0 != 1"), (["--max-new-tokens", 5], "max_new_tokens: 6 != 5")):
+        code, _, err = _mosaic(*args, *change, "--resume")  # the later flag wins
+        assert code == 2 and "made with other settings" in err and field in err, err
+        assert gen_file.read_bytes() == before  # refused, not rewritten
+    code, _, err = _mosaic(*args)
+    assert code == 0 and f"replacing the samples in {gen_file}" in err
 
 
 @pytest.mark.parametrize(("args", "message"), [

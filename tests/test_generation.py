@@ -16,7 +16,7 @@ def tiny_lm(tiny_model_dir):
 
 
 def _run(lm, requests, batch_size=8, cache="dynamic"):
-    settings = Settings(model="tiny", seed=0, temperature=0.0, top_p=1.0)
+    settings = Settings(model="tiny", weights=None, adapter=None, seed=0, temperature=0.0, top_p=1.0)
     out = HFBackend(lm, batch_size, progress=False, cache=cache).generate(requests, settings)
     return {(r.row_id, r.sample_index): text for r, text in out}
 
@@ -57,7 +57,7 @@ PROMPTS = {"a": "Name a colour.", "b": "Write a haiku about rain, please, in Eng
 def test_static_cache_keeps_greedy_outputs(tiny_lm):
     # groups by max new tokens: 9 requests (batches of 4, 4 and 1 filled up to 4) and 3 (one batch of 3)
     requests = [Request(rid, i, p, 14 if rid == "d" else 10) for rid, p in PROMPTS.items() for i in range(3)]
-    settings = Settings(model="tiny", seed=0, temperature=0.0, top_p=1.0)
+    settings = Settings(model="tiny", weights=None, adapter=None, seed=0, temperature=0.0, top_p=1.0)
     backends = {cache: HFBackend(tiny_lm, size, progress=False, cache=cache) for cache, size in
                 (("static", 4), ("dynamic", 1))}  # dynamic: one prompt at a time
     texts = {cache: {(r.row_id, r.sample_index): t for r, t in b.generate(requests, settings)}
@@ -101,3 +101,14 @@ def test_unknown_cache_is_refused(tiny_lm):
 
     with pytest.raises(MosaicError, match="unknown generation cache 'paged'"):
         HFBackend(tiny_lm, 4, cache="paged")
+
+
+def test_settings_differences_name_each_changed_setting():
+    run = Settings(model="m", weights="sha256:w", adapter="sha256:a", seed=0, temperature=0.8, top_p=0.95)
+    line = {**vars(run), "max_new_tokens": 48}
+    assert run.differences(line, 48) == [] and run.differences(line, None) == []
+    assert run.differences({**line, "adapter": None}, 48) == ["adapter: None != 'sha256:a'"]
+    assert run.differences({**line, "weights": "sha256:v"}, 16) == ["weights: 'sha256:v' != 'sha256:w'",
+                                                                   "max_new_tokens: 48 != 16"]
+    old_format = {k: v for k, v in line.items() if k not in ("weights", "adapter")}  # files from before the hashes
+    assert run.differences(old_format, 48) == ["weights: None != 'sha256:w'", "adapter: None != 'sha256:a'"]
