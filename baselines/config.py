@@ -153,6 +153,11 @@ class TrainConfig:
         if self.method == "dpo" and self.spl_alpha is not None and self.spl_alpha != self.spl_beta:
             raise MosaicError(f"--method dpo is SPL with alpha = beta; got --spl-alpha {self.spl_alpha} and "
                               f"--spl-beta {self.spl_beta} (use --method spl for alpha != beta)")
+        types = field_types()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if types[f.name] is float and value is not None and not math.isfinite(value):
+                raise MosaicError(f"{_flag(f.name)} must be a finite number (got {value})")
         positive = ("max_steps", "batch_size", "grad_accum", "lora_r", "max_length", "pack_length")
         for name in positive:
             if getattr(self, name) < 1:
@@ -164,6 +169,8 @@ class TrainConfig:
             raise MosaicError("need 0 <= --lora-dropout < 1 and 0 <= --warmup-ratio <= 1")
         if self.lr <= 0 or self.spl_beta <= 0 or self.alpha <= 0:
             raise MosaicError("--lr, --spl-alpha and --spl-beta must be > 0")
+        if self.weight_decay < 0 or self.lora_alpha <= 0:
+            raise MosaicError("need --weight-decay >= 0 and --lora-alpha > 0")
         if not self.targets:
             raise MosaicError("--lora-targets is empty")
         if self.prefer == "label" and not self.labels:
@@ -200,6 +207,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MosaicError(f"{path}: no such YAML config file") from None
+    except IsADirectoryError:
+        raise MosaicError(f"{path}: is a folder, not a YAML config file") from None
+    except UnicodeDecodeError as exc:
+        raise MosaicError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the YAML config as "
+                          "UTF-8") from exc
+    except OSError as exc:
+        raise MosaicError(f"{path}: cannot read the YAML config ({exc.strerror or exc})") from exc
     except yaml.YAMLError as exc:
         raise MosaicError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if data is None:

@@ -81,7 +81,20 @@ def load_rows(cfg: TrainConfig) -> Rows:
         raise MosaicError(f"{cfg.data}: config {cfg.config!r} has no {cfg.split!r} split to train on (splits: "
                           f"{have}); pass --split NAME or build the data with a train split")
     rows, fp = load_record_rows(cfg.data, cfg.config, cfg.split, "training", manifest)
+    _check_schema(rows, cfg)
     return Rows(rows, str(cfg.data), cfg.config, cfg.split, fp)
+
+
+def _check_schema(rows: list[dict], cfg: TrainConfig) -> None:
+    """The checks of `mosaic validate` (duplicate ids, empty prompts or responses, ...), one line."""
+    from mosaic.schema import RECORD, validate
+
+    problems = validate(rows, RECORD)
+    if problems:
+        more = f" (and {len(problems) - 1} more; `mosaic validate {cfg.data}` lists them all)" if len(problems) > 1 \
+            else ""
+        raise MosaicError(f"{cfg.data} config {cfg.config!r} split {cfg.split!r}: {len(problems)} schema "
+                          f"violation(s); first: {problems[0]}{more}")
 
 
 def target_k(cfg: TrainConfig) -> int | None:
@@ -100,6 +113,9 @@ def check_rows(data: Rows, cfg: TrainConfig) -> tuple[list[dict], dict[str, int]
     spec = get_selector(cfg.selector)
     k = target_k(cfg)
     need = 2 if cfg.is_preference else 1
+    if not data.rows:
+        raise MosaicError(f"{data.source} config {data.config!r} split {data.split!r} has 0 rows: nothing to "
+                          "train on")
     counts = {"rows": len(data.rows), "no_responses": 0, "short_kept": 0, "short_dropped": 0}
     short = [r for r in data.rows if k is not None and 0 < len(r["responses"]) < k]
     if short and cfg.short == "error":

@@ -17,6 +17,8 @@ from typing import Any
 from baselines.config import TrainConfig
 from mosaic.errors import MosaicError
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tiktoken.model")
+
 
 @dataclass
 class ModelSpec:
@@ -35,12 +37,16 @@ def inspect_model(cfg: TrainConfig) -> ModelSpec:
     from mosaic.models import resolve_model
 
     source, model_id, revision = resolve_model(cfg.model)
+    local = Path(source).is_dir()
+    if local and not any((Path(source) / name).exists() for name in TOKENIZER_FILES):
+        raise MosaicError(f"model folder {source}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); copy "
+                          "the model's tokenizer files into it")
     try:
         config = AutoConfig.from_pretrained(source)
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise MosaicError(f"cannot load model {cfg.model!r}: {str(exc).splitlines()[0]} (offline? pass a local "
-                          "folder with --model)") from exc
+        hint = "" if local else " (offline? pass a local folder with --model)"
+        raise MosaicError(f"cannot load model {cfg.model!r}: {' '.join(str(exc).split())}{hint}") from exc
     try:
         with torch.device("meta"):
             skeleton = AutoModelForCausalLM.from_config(config)

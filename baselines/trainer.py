@@ -19,6 +19,7 @@ Data parallel, multi-GPU and multi-node, through the launcher (one adapter is wr
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -47,19 +48,40 @@ class TrainResult:
 
     def summary(self) -> str:
         c, curve = self.card, self.card["loss_curve"]
-        t = c["throughput"]
+        t, d = c["throughput"], c["data"]
         return (f"wrote {self.out}: {c['method']} K={c['k'] or 'all'} {c['optimisation']['steps']} steps x "
                 f"{c['optimisation']['effective_batch']} {c['optimisation']['unit']}, loss {curve[0]['loss']:.4f} "
-                f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; evaluate with "
+                f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; {_data_summary(d)}; evaluate with "
                 f"`mosaic eval --model {c['model']['id']} --adapter {self.out}`")
 
 
+def _data_summary(d: dict[str, Any]) -> str:
+    """'trained on P of R prompts' and every reason a prompt was dropped or a response cut, with counts."""
+    reasons = [(d.get("no_responses", 0), "dropped: too few responses for the method"),
+               (d.get("short_dropped", 0), "dropped: fewer than K responses (--short drop)"),
+               (d.get("prompt_too_long", 0), "dropped: prompt longer than --max-length"),
+               (d.get("prompts_without_pairs", 0), "dropped: no preference pair"),
+               (d.get("truncated", 0), "responses cut at --max-length")]
+    shown = "; ".join(f"{n} {why}" for n, why in reasons if n)
+    return f"trained on {d['prompts']} of {d['rows']} prompts" + (f" ({shown})" if shown else "")
+
+
 def _check_out(cfg: TrainConfig) -> Path:
+    """The output folder, created now and probed with a temporary file, so an unusable --out fails
+    before the model is loaded rather than after training."""
+    import tempfile
+
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise MosaicError(f"--out {out}: is a file, not a folder")
     if (out / "adapter_config.json").exists() and not cfg.overwrite:
         raise MosaicError(f"--out {out}: already holds an adapter; pass --overwrite or choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise MosaicError(f"--out {out}: cannot create or write the folder ({exc.strerror or exc})") from exc
     return out
 
 
@@ -163,13 +185,14 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
         for m, part in enumerate(parts):
             with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
                 stats += run(part, denom)
+        stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
+        _check_finite(float(stats[0] / stats[1]), number, bar)  # before a bad update is applied
         if cfg.max_grad_norm > 0:
             acc.clip_grad_norm_(params, cfg.max_grad_norm)
         lr = sched.get_last_lr()[0]
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
         totals += stats
         entry = {"step": number, "loss": float(stats[0] / stats[1]), "lr": lr, "tokens": int(stats[2]),
                  "elapsed_s": round(time.perf_counter() - start, 4)}
@@ -180,11 +203,22 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
         bar.set_postfix(loss=f"{entry['loss']:.4f}")
     bar.close()
     wall = time.perf_counter() - start
+    if not all(bool(p.isfinite().all()) for p in params):  # the last update blew up
+        raise MosaicError(f"step {len(plan)}: the update made the adapter weights non-finite; {_NOT_SAVED}")
     peak = torch.cuda.max_memory_allocated(acc.device) / 2**20 if acc.device.type == "cuda" else None
     throughput = {"wall_s": round(wall, 3), "tokens": int(totals[2]), "tokens_per_s": float(totals[2]) / wall,
                   "padding_fraction": round(1 - float(totals[2] / totals[3]), 4), "peak_memory_mb": peak,
                   "reference_passes": len(steps.ref) if ts.kind == "pref" else None}
     return curve, throughput
+
+
+_NOT_SAVED = "stopped without saving an adapter (lower --lr, set --max-grad-norm, or use --precision fp32)"
+
+
+def _check_finite(loss: float, step: int, bar: Any) -> None:
+    if not math.isfinite(loss):
+        bar.close()
+        raise MosaicError(f"step {step}: the training loss is {loss} (not finite); {_NOT_SAVED}")
 
 
 def train(cfg: TrainConfig) -> TrainResult | None:

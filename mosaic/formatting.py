@@ -32,15 +32,24 @@ class PromptFormat:
         return tokenizer(self.prompt_text(tokenizer, prompt), add_special_tokens=self.kind == "plain")["input_ids"]
 
     def response_ids(self, tokenizer: Any, prompt: str, response: str, head: list[int] | None = None) -> list[int]:
-        """Scored (evaluation) and target (training) tokens of `response` after `prompt`: tokenised
-        in context (so no spurious prefix space), then the end-of-turn token. `head` =
-        `prompt_ids(tokenizer, prompt)` when the caller already has it."""
+        """Scored (evaluation) and target (training) tokens of `response` after `prompt`, then the
+        end-of-turn token; training and evaluation both call this, so both see the same tokens.
+        `head` = `prompt_ids(tokenizer, prompt)` when the caller already has it.
+
+        The response is tokenised in context (prompt text + response, so no spurious prefix space)
+        and the prompt's tokens are cut off. When that changes the prompt's own tokens (BPE merges
+        across the boundary: SmolLM2's prompt ends in "assistant\n", which merges with a response
+        starting with "\n\n" or two spaces), the response is tokenised on its own instead
+        (`tokenizer(response, add_special_tokens=False)`), so the sequence is always exactly the
+        unchanged prompt ids + the response's tokens + the end token."""
         head = self.prompt_ids(tokenizer, prompt) if head is None else head
         text = self.prompt_text(tokenizer, prompt) + response
         full = tokenizer(text, add_special_tokens=self.kind == "plain")["input_ids"]
-        if full[: len(head)] != head:
-            raise MosaicError(f"the prompt's tokens change when a response follows it: {prompt[:60]!r}")
-        return full[len(head):] + [self.end_token_id]
+        if full[: len(head)] == head:
+            body = full[len(head):]
+        else:
+            body = tokenizer(response, add_special_tokens=False)["input_ids"]
+        return list(body) + [self.end_token_id]
 
 
 def detect_format(tokenizer: Any) -> PromptFormat:

@@ -53,9 +53,14 @@ def _rows(data: Any) -> list[dict[str, Any]]:
 
 
 def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str = "MOSAIC bench data",
-                  summary: str = "") -> Path:
+                  summary: str = "", keep_other_splits: bool = False) -> Path:
     """Write `configs` into `folder` (created if needed). Configs already in the folder and not
-    named here are kept. Raises ValidationFailed, writing nothing, if any row breaks the schema."""
+    named here are kept. A config named here replaces the folder's config of that name as a whole
+    (its other splits are deleted) unless `keep_other_splits`: then only the splits named here are
+    replaced, the config's other splits (files, sizes, fingerprints) are kept, and its card entry
+    (source, provenance, notes) becomes this spec's. An empty split is written as a parquet file
+    with the features and no rows. Raises ValidationFailed, writing nothing, if any row breaks the
+    schema."""
     from datasets import Dataset
 
     folder = Path(folder)
@@ -95,12 +100,17 @@ def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str =
     for spec, layout, splits in prepared:
         features = FEATURES[layout]
         cdir = folder / spec.name
-        if cdir.exists():
-            shutil.rmtree(cdir)
-        cdir.mkdir()
         entry_splits, data_files, info_splits = {}, [], []
+        if keep_other_splits:  # delete only the files of the splits written here
+            entry_splits, data_files, info_splits = _kept_splits(existing, spec.name, layout, set(splits))
+            for old in (f for split in splits for f in cdir.glob(f"{split}-*.parquet")):
+                old.unlink()
+        elif cdir.exists():
+            shutil.rmtree(cdir)
+        cdir.mkdir(exist_ok=True)
         for split, rows in splits.items():
-            ds = Dataset.from_list(rows, features=features)
+            ds = Dataset.from_list(rows, features=features) if rows else \
+                Dataset.from_dict({name: [] for name in features}, features=features)
             n_shards = max(1, math.ceil(len(rows) / SHARD_ROWS))
             for k in range(n_shards):
                 shard = ds.select(range(k * SHARD_ROWS, min(len(rows), (k + 1) * SHARD_ROWS)))
@@ -129,6 +139,23 @@ def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str =
     return folder
 
 
+def _kept_splits(card: dict[str, Any], config: str, layout: str,
+                 replaced: set[str]) -> tuple[dict[str, Any], list[dict], list[dict]]:
+    """(manifest splits, data_files, dataset_info splits) of `config`'s splits in an existing card
+    that are not in `replaced`; empty when the card has no such config."""
+    entry = (card.get("mosaic_bench") or {}).get("configs", {}).get(config)
+    if not entry:
+        return {}, [], []
+    if entry.get("layout") != layout:
+        raise MosaicError(f"config {config!r}: the folder's config has layout {entry.get('layout')!r}, the new "
+                          f"rows {layout!r}; cannot keep its other splits")
+    keep = [s for s in entry["splits"] if s not in replaced]
+    files = next((c.get("data_files", []) for c in card.get("configs", []) if c.get("config_name") == config), [])
+    info = next((c.get("splits", []) for c in card.get("dataset_info", []) if c.get("config_name") == config), [])
+    return ({s: entry["splits"][s] for s in keep}, [f for f in files if f.get("split") in keep],
+            [i for i in info if i.get("name") in keep])
+
+
 def _card_body(header: dict[str, Any]) -> str:
     m = header["mosaic_bench"]
     lines = [f"# {m['title']}", ""]
@@ -150,7 +177,12 @@ def _card_body(header: dict[str, Any]) -> str:
 
 def _read_card_yaml(folder: Path) -> dict[str, Any]:
     path = folder / "README.md"
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MosaicError(f"{path}: the dataset card is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    except OSError as exc:
+        raise MosaicError(f"{path}: cannot read the dataset card ({exc.strerror or exc})") from exc
     parts = text.split("---\n", 2)
     if not text.startswith("---\n") or len(parts) < 3:
         raise MosaicError(f"{path}: the dataset card has no YAML header (--- ... ---)")
@@ -243,7 +275,8 @@ def load_split(source: str | Path, config: str, split: str):
 def load_record_rows(source: str | Path, config: str, split: str, purpose: str,
                      manifest: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], str]:
     """(rows, the split's fingerprint) of a config with responses (the record layout), for `purpose`
-    (e.g. "training"); the fingerprint is the card's, else computed from the rows."""
+    (e.g. "training"). The fingerprint is computed from the rows loaded; when the card records one
+    and it differs (rows edited behind the card), MosaicError names both."""
     source = str(source)
     manifest = read_manifest(source) if manifest is None else manifest
     check_config_split(manifest, source, config, split)
@@ -254,7 +287,11 @@ def load_record_rows(source: str | Path, config: str, split: str, purpose: str,
     rows = load_split(source, config, split).to_list()
     if rows and "responses" not in rows[0]:
         raise MosaicError(f"{source}: config {config!r} rows have no `responses` field")
-    return rows, entry["splits"][split].get("fingerprint") or fingerprint(rows)
+    fp, card_fp = fingerprint(rows), entry["splits"][split].get("fingerprint")
+    if card_fp is not None and card_fp != fp:
+        raise MosaicError(f"{source}: config {config!r} split {split!r} content differs from its card's "
+                          f"fingerprint (rows {fp}, card {card_fp}); rebuild or re-export the folder")
+    return rows, fp
 
 
 def _read_shards(folder: Path, config: str, split: str):

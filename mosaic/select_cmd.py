@@ -17,7 +17,15 @@ EPILOG = """examples:
 Prompts with fewer than K responses stop the run unless --short says what to do with them:
 `keep` keeps all their responses, `drop` leaves the prompt out; either way they are counted
 in the card. rkon draws from a generator seeded by (--seed, row id), so picks do not depend
-on row order. dkon/grades embed responses with all-MiniLM-L6-v2 (kernel `embedding`)."""
+on row order. dkon/grades embed responses with all-MiniLM-L6-v2 (kernel `embedding`).
+
+--out is normally a new folder, or a dataset folder that does not yet hold the output config
+(--out-config, default --config): its other configs are kept. Writing into a config the folder
+already holds, or into the --data folder itself, is refused unless --overwrite is given; then only
+the selected split's files and card entry are replaced, the config's other splits are kept as
+they are, and the config's card notes describe this selection:
+  mosaic select --data data/mini --config mosaic --selector rkon --k 2 --out data/mini \\
+      --out-config mosaic_r2 --overwrite      # adds config mosaic_r2 to data/mini"""
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +46,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads for the dkon/grades greedy step (default 1; 0 = all cores; same picks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, metavar="FOLDER2", help="output dataset folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow --out to be the --data folder or to hold the output config already; replaces "
+                        "only the selected split of that config and keeps its other splits")
 
 
 def _pool_scores(row: dict, needs: bool, selector: str):
@@ -51,6 +62,28 @@ def _pool_scores(row: dict, needs: bool, selector: str):
             raise MosaicError(f"row {row['id']!r}: responses[{i}].score is null; selector {selector!r} needs a "
                               "score for every response (use rkon or dkon, or fill in scores)")
     return scores
+
+
+def _check_out(args: argparse.Namespace, name: str) -> None:
+    """Refuse an --out that would replace data (the --data folder, or a config --out already holds)
+    unless --overwrite."""
+    from pathlib import Path
+
+    from mosaic.errors import MosaicError
+    from mosaic.hub import read_manifest
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise MosaicError(f"--out {out}: is a file, not a folder")
+    if args.overwrite:
+        return
+    if out.exists() and Path(args.data).exists() and out.resolve() == Path(args.data).resolve():
+        raise MosaicError(f"--out {out} is the --data folder; choose another --out, or pass --overwrite to "
+                          f"replace split {args.split!r} of config {name!r} there (its other splits are kept)")
+    if (out / "README.md").exists() and name in (have := read_manifest(out)):
+        raise MosaicError(f"--out {out} already holds config {name!r} (splits: {', '.join(have[name]['splits'])}); "
+                          f"choose another --out or --out-config, or pass --overwrite to replace its split "
+                          f"{args.split!r} (its other splits are kept)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     kernel = get_kernel(args.kernel) if spec.uses_similarity else None
     if args.k < 1:
         raise MosaicError(f"--k must be >= 1 (got {args.k})")
+    name = args.out_config or args.config
+    _check_out(args, name)
     manifest = read_manifest(args.data)
     rows, source_fp = load_record_rows(args.data, args.config, args.split, "selection", manifest)
     entry = manifest[args.config]
@@ -118,14 +153,17 @@ def _run(args: argparse.Namespace) -> int:
              "source_data": str(args.data), "source_config": args.config, "source_split": args.split,
              "source_fingerprint": source_fp, "rows_in": len(rows), "rows_out": len(out_rows),
              "short_policy": args.short, "short_kept": kept_short, "short_dropped": dropped_short}
-    name = args.out_config or args.config
+    if not out_rows:
+        why = (f"all {len(rows)} prompts have fewer than K={args.k} responses and --short drop dropped them"
+               if rows else "it has 0 rows")
+        raise MosaicError(f"{args.data}: config {args.config!r} split {args.split!r}: nothing to write, {why}")
     export_folder(args.out, [ConfigSpec(
         name=name, splits={args.split: out_rows}, source=entry.get("source") or args.config,
         license=entry.get("license") or "unknown",
         provenance=f"{entry.get('provenance') or args.data}; {spec.name} K={args.k} of config {args.config!r} "
                    f"split {args.split!r}",
         builder=f"mosaic select (mosaic-bench {__version__})", notes=notes)],
-        title=f"MOSAIC bench selection: {spec.name} K={args.k}")
+        title=f"MOSAIC bench selection: {spec.name} K={args.k}", keep_other_splits=args.overwrite)
     print(f"wrote {args.out}: config {name!r} split {args.split!r}, {len(out_rows)} prompts "
           f"({spec.name}, K={args.k}; {kept_short} kept with fewer than K, {dropped_short} dropped)")
     return 0
