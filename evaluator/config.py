@@ -15,7 +15,7 @@ GEN_CACHES = ("dynamic", "static")  # KV caches of the hf generation backend (--
 # quick: the README's default; must finish in < 10 min on a 2-core CPU with the 135M default model.
 #   The full MOSAIC-mini test split (16 items x 4 variants = 64 prompts, 256 references) is ~48k
 #   scored tokens, about 8 min of scoring alone at ~100-250 tok/s on 2 cores (code references run to
-#   600 words), so quick scores a seeded half: 8 items (2 per domain on average) = 32 prompts,
+#   600 words), so quick scores half: 8 items, 2 per domain (round robin, by item-id hash) = 32 prompts,
 #   ~24k scored tokens; generation 32 prompts x 4 samples x 48 new tokens (96 for code) = ~7.7k
 #   tokens; all 168 mcq questions (one forward pass each).
 # paper: the paper's settings on every item (n 16; 192 new tokens, 512 for code).
@@ -33,7 +33,7 @@ class EvalConfig:
     data: str = str(DEFAULT_DATA)  # Hub-shaped folder or Hub dataset id
     configs: list[str] | None = None  # None = every config of the data
     split: str = "test"
-    max_items: int | None = None  # record configs: a seeded subset of this many items (all variants kept)
+    max_items: int | None = None  # record configs: this many items, spread over the domains (all variants kept)
     metrics: list[str] | None = None  # None = every registered metric that applies
     preset: str = "quick"
     n_samples: int | None = None  # generations per prompt (preset decides when None)

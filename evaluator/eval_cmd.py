@@ -24,8 +24,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-metrics", action="store_true", help="print the metric registry and exit")
     p.add_argument("--preset", choices=list(PRESETS), default=d.preset,
                    help="; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
-    p.add_argument("--max-items", type=int, help="record configs: evaluate a seeded subset of this many items "
-                   "(quick preset: 8); 0 = every item")
+    p.add_argument("--max-items", type=int, help="record configs: evaluate this many items, spread over the "
+                   "domains (round robin, items in item-id hash order; the same for every --seed) (quick preset: "
+                   "8); 0 = every item")
     p.add_argument("--n-samples", type=int, help="generations per prompt (overrides the preset; with "
                    "--from-generations the default is the fewest samples the file holds for an evaluated row)")
     p.add_argument("--max-new-tokens", type=int, help="new tokens per generation (overrides the preset)")
@@ -85,8 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\n{results['suite']} / {results['data']['split']} -- model {(results['model'] or {}).get('id')}")
     for key, m in results["metrics"].items():
         ci = m["ci95"]
-        ci_text = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "[n/a]"
-        print(f"  {key:<34} {m['value']:.4f}  95% CI {ci_text}  n={m['n']}")
+        ci_text = f"[{_num(ci[0])}, {_num(ci[1])}]" if ci else "[n/a]"
+        print(f"  {key:<34} {_num(m['value'])}  95% CI {ci_text}  n={m['n']}")
     print(f"wrote {cfg.out}")
     return 0
 
@@ -102,3 +103,8 @@ COMMAND = Command(
            "  mosaic eval --metrics ref_loss --batch-size 16\n"
            "  mosaic eval --from-generations results/results.generations.jsonl --out results/regen.json",
 )
+
+
+def _num(x: float) -> str:
+    """4 decimals, or 4 significant digits for small values (a variance of 3e-6 is not 0.0000)."""
+    return f"{x:.4f}" if x == 0 or abs(x) >= 0.01 else f"{x:.3e}"

@@ -15,6 +15,9 @@ from mosaic.models import DEFAULT_MODEL, choose_device, file_hash, resolve_model
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model"]
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.json")
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
 
 @dataclass
 class LoadedModel:
@@ -36,51 +39,99 @@ def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: st
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device, torch_dtype = choose_device(device)
     source, model_id, _ = resolve_model(spec)
     if revision and Path(source).exists():
         raise MosaicError(f"--revision {revision}: {spec} is a local model folder; a revision applies to Hub "
                           "model ids only")
-    device, torch_dtype = choose_device(device)
     if dtype:
         torch_dtype = getattr(torch, dtype)
     at = {"revision": revision} if revision else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **at)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **at)
-    except OSError as exc:
-        where = f" at revision {revision!r}" if revision else ""
-        raise MosaicError(f"cannot load model {spec!r}{where}: {str(exc).splitlines()[0]} (offline? pass a local "
-                          "folder with --model)") from exc
+    where = f" at revision {revision!r}" if revision else ""
+    local = Path(source).is_dir()
+    if local and not any((Path(source) / f).exists() for f in _TOKENIZER_FILES):
+        raise MosaicError(f"model folder {source}: no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}); "
+                          "save the tokenizer next to the model")
     weights = sorted(Path(source).glob("*.safetensors")) + sorted(Path(source).glob("*.bin"))
+    base_hash = file_hash(weights) if weights else None
+    found = _check_adapter(adapter, model_id, source, base_hash) if adapter else None
+    for part in ("tokenizer", "model"):
+        try:
+            if part == "tokenizer":
+                tokenizer = AutoTokenizer.from_pretrained(source, **at)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **at)
+        except (OSError, ValueError) as exc:
+            hint = "" if local else " (offline? pass a local folder with --model)"
+            raise MosaicError(f"cannot load model {spec!r}{where}: its {part}: {_brief(exc)}{hint}") from exc
     info = None
-    if adapter:
-        model, info = _attach_adapter(model, adapter, model_id)
+    if found:
+        model, info = _attach_adapter(model, found, model_id)
     model.to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     commit = getattr(model.config, "_commit_hash", None)
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, path=source, revision=commit or revision,
-                       weights_hash=file_hash(weights) if weights else None, adapter=info,
+                       weights_hash=base_hash, adapter=info,
                        num_parameters=sum(p.numel() for p in model.parameters()), device=device,
                        dtype=str(torch_dtype).replace("torch.", ""))
 
 
-def _attach_adapter(model: Any, adapter: str, model_id: str) -> tuple[Any, dict[str, Any]]:
-    from peft import PeftModel
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MosaicError(f"{path}: not a readable JSON file ({_brief(exc)})") from exc
+    if not isinstance(obj, dict):
+        raise MosaicError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
+
+def _brief(exc: BaseException) -> str:
+    """The first informative lines of a loading error (for a state dict: the first size mismatch), on one line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+        return f"{lines[0]} {lines[1]}{more}"
+    return lines[0] if lines else type(exc).__name__
+
+
+def _check_adapter(adapter: str, model_id: str, source: str, base_hash: str | None) -> dict[str, Any]:
+    """The adapter folder's config, card and weight files, checked before any model is loaded; refuses an
+    adapter whose training card records other base weights than `base_hash` (when both are known)."""
     path = Path(adapter)
+    if not path.exists():
+        raise MosaicError(f"--adapter {adapter}: no such folder")
+    if not path.is_dir():
+        raise MosaicError(f"--adapter {adapter}: is a file; pass the adapter folder (holding adapter_config.json)")
     cfg_path = path / "adapter_config.json"
     if not cfg_path.exists():
         raise MosaicError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = _read_json(cfg_path)
     card_path = path / "training_card.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else None
+    card = _read_json(card_path) if card_path.exists() else None
+    files = sorted(path.glob("adapter_model.*"))
+    if not any(f.name in _ADAPTER_WEIGHTS for f in files):
+        raise MosaicError(f"{adapter}: no adapter weights ({' or '.join(_ADAPTER_WEIGHTS)}) next to "
+                          "adapter_config.json")
+    trained_on = card.get("model") if card and isinstance(card.get("model"), dict) else {}
+    if trained_on.get("weights_hash") and base_hash and trained_on["weights_hash"] != base_hash:
+        raise MosaicError(f"adapter {adapter} was trained on base weights {trained_on['weights_hash']} "
+                          f"({trained_on.get('path') or trained_on.get('id')}, per {card_path}), but model "
+                          f"{model_id} at {source} has weights {base_hash}: evaluate the adapter on the base "
+                          "model it was trained on")
+    return {"path": path, "config": cfg, "card": card, "files": files}
+
+
+def _attach_adapter(model: Any, found: dict[str, Any], model_id: str) -> tuple[Any, dict[str, Any]]:
+    from peft import PeftModel
+
+    path, cfg = found["path"], found["config"]
     try:
         model = PeftModel.from_pretrained(model, str(path))
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise MosaicError(f"adapter {adapter} does not fit model {model_id} (base model in the adapter: "
-                          f"{cfg.get('base_model_name_or_path')!r}): {str(exc).splitlines()[0]}") from exc
-    files = sorted(path.glob("adapter_model.*"))
-    return model, {"path": str(path), "hash": file_hash(files) if files else None,
+        raise MosaicError(f"adapter {path} does not fit model {model_id} (base model in the adapter: "
+                          f"{cfg.get('base_model_name_or_path')!r}): {_brief(exc)}") from exc
+    return model, {"path": str(path), "hash": file_hash(found["files"]),
                    "base_model": cfg.get("base_model_name_or_path"), "peft_type": cfg.get("peft_type"),
-                   "r": cfg.get("r"), "training_card": card}
+                   "r": cfg.get("r"), "training_card": found["card"]}

@@ -106,11 +106,11 @@ def _tests_of(row: Mapping, index: int):
     return ordered([Test(str(i).encode("utf-8"), str(o), str(k)) for i, o, k in zip(inputs, outputs, kinds)])
 
 
-def _check_samples(samples: Sequence[Mapping], ids: Mapping[str, int]) -> list[dict]:
-    out = []
+def _check_samples(samples: Sequence[Mapping], ids: Mapping[str, int], source: str | None = None) -> list[dict]:
+    out, seen = [], {}
     for pos, s in enumerate(samples):
         index = s.get("index", pos) if isinstance(s, Mapping) else pos
-        where = f"sample {index}"
+        where = f"{source}:{index + 1}" if source else f"sample {index}"
         if not isinstance(s, Mapping):
             raise MosaicError(f"{where}: expected an object with 'id' and 'completion'")
         if not isinstance(s.get("id"), str):
@@ -119,18 +119,27 @@ def _check_samples(samples: Sequence[Mapping], ids: Mapping[str, int]) -> list[d
             raise MosaicError(f"{where}: field 'id': {s['id']!r} is not a row of the dataset")
         if not isinstance(s.get("completion"), str):
             raise MosaicError(f"{where}: field 'completion' must be a string")
+        if s.get("sample_index") is not None:  # a repeated sample would count twice in n and c
+            first = seen.setdefault((s["id"], s["sample_index"]), index)
+            if first != index:
+                lines = f"{source}: lines {first + 1} and {index + 1}" if source else f"samples {first} and {index}"
+                raise MosaicError(f"{lines}: row {s['id']!r} has sample_index {s['sample_index']} twice; each "
+                                  "(id, sample_index) may occur once")
         out.append({"id": s["id"], "index": index, "completion": s["completion"],
                     **({"sample_index": s["sample_index"]} if "sample_index" in s else {})})
     return out
 
 
 def score_samples(rows: Sequence[Mapping], samples: Sequence[Mapping], ks: Sequence[int] = KS,
-                  workers: int | None = None, options: PassKOptions | None = None, sandbox=None) -> PassKReport:
+                  workers: int | None = None, options: PassKOptions | None = None, sandbox=None,
+                  source: str | None = None) -> PassKReport:
     """Run every sample against its row's tests in the sandbox and estimate pass@k.
 
     `rows`: dataset rows (common schema; rows without tests are skipped and counted);
     `samples`: {"id": row id, "completion": model output[, "index"]}, several per id allowed;
-    `sandbox`: an open `evaluator.sandbox.Sandbox` to reuse (else one is opened and closed)."""
+    `sandbox`: an open `evaluator.sandbox.Sandbox` to reuse (else one is opened and closed);
+    `source`: the samples file they were read from (errors then name it and the line, `index` + 1).
+    An (id, sample_index) pair that occurs twice is an error."""
     from evaluator.extract import extract_code
     from evaluator.jobs import Job, JobResult
     from evaluator.sandbox import Limits, Sandbox
@@ -143,7 +152,7 @@ def score_samples(rows: Sequence[Mapping], samples: Sequence[Mapping], ks: Seque
     ids = {}
     for i, row in enumerate(rows):
         ids.setdefault(row.get("id"), i)
-    checked = _check_samples(samples, ids)
+    checked = _check_samples(samples, ids, source)
     started = time.perf_counter()
     own = sandbox is None
     sandbox = sandbox or Sandbox(workers, use_bwrap=opts.use_bwrap, require_isolation=opts.require_isolation)

@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
                         default_memory_mb=args.default_memory, bootstrap=args.bootstrap, seed=args.seed,
                         require_isolation=args.require_sandbox, exact_integers=args.exact_integers,
                         progress=progress)
-    report = score_samples(rows, samples, args.k, args.workers, opts)
+    report = score_samples(rows, samples, args.k, args.workers, opts, source=str(args.samples))
     data = {"source": str(args.data), "config": args.config, "split": args.split, "fingerprint": fingerprint(rows),
             "samples_file": str(args.samples)}
     out = Path(args.out)
@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             cells.append("n/a" if a["value"] is None else f"{a['value']:.4f}{ci} n={a['n_problems']}")
         print(f"{name:<8}" + "".join(f"{c:>28}" for c in cells))
     print(f"statuses: {counts['statuses']}")
+    print(f"problems with tests but no samples (left out): {counts['rows_with_tests_without_samples']}")
     print(f"wrote {out}")
     return 0
 

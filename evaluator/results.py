@@ -77,6 +77,22 @@ def validate_results(obj: Any) -> list[str]:
     return problems
 
 
+def check_output_path(path: str | Path, option: str) -> None:
+    """Refuse, before any work, an output file path that cannot be written: a directory, a path
+    ending in '/', or one whose nearest existing parent is a file or not writable."""
+    text = str(path)
+    if not text or text.endswith(("/", os.sep)) or Path(text).is_dir():
+        raise MosaicError(f"{option} {text!r}: names a directory, not a file; give a file path such as "
+                          f"{text.rstrip('/') or '.'}/results.json")
+    parent = Path(text).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MosaicError(f"{option} {text!r}: cannot create its folder, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MosaicError(f"{option} {text!r}: {parent} is not writable")
+
+
 def write_results(path: str | Path, results: dict) -> Path:
     problems = validate_results(results)
     if problems:

@@ -10,7 +10,7 @@ import numpy as np
 from evaluator.config import EvalConfig
 from evaluator.context import EvalContext
 from evaluator.metrics import REGISTRY, Metric, get_metric
-from evaluator.results import RESULTS_SCHEMA_VERSION, environment, write_results
+from evaluator.results import RESULTS_SCHEMA_VERSION, check_output_path, environment, write_results
 from evaluator.stats import estimate
 from evaluator.variance_diag import diagnose
 from mosaic.errors import MosaicError
@@ -32,7 +32,7 @@ def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], d
     """rows, layouts and card facts (fingerprint, rows) per config; errors for empty/unknown splits."""
     from mosaic.fingerprint import fingerprint
     from mosaic.hub import check_config_split, load_split, read_manifest
-    from mosaic.schema import detect_layout
+    from mosaic.schema import check_split
 
     manifest = read_manifest(cfg.data)
     names = cfg.configs or sorted(manifest)
@@ -40,28 +40,66 @@ def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], d
     for name in names:
         check_config_split(manifest, cfg.data, name, cfg.split)
         ds = load_split(cfg.data, name, cfg.split)
+        where = f"{cfg.data}: config {name!r} split {cfg.split!r}"
         if len(ds) == 0:
-            raise MosaicError(f"{cfg.data}: config {name!r} split {cfg.split!r} is empty: nothing to evaluate")
+            raise MosaicError(f"{where} is empty: nothing to evaluate")
         rows[name] = ds.to_list()
-        layouts[name] = manifest[name].get("layout") or detect_layout(ds.column_names)
+        layout, problems = check_split(ds.column_names, rows[name], manifest[name].get("layout"))
+        if layout is None:
+            raise MosaicError(f"{where}: {problems[0].message}; declare the layout in the card or fix the columns")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise MosaicError(f"{where}: invalid row: {problems[0]}{more}; `mosaic validate {cfg.data}` lists "
+                              "every violation")
+        layouts[name] = layout
         fp = fingerprint(rows[name])
         if manifest[name]["splits"][cfg.split].get("fingerprint") not in (None, fp):
             raise MosaicError(f"{cfg.data}: config {name!r} split {cfg.split!r} content differs from its card's "
                               "fingerprint; rebuild or re-export the folder")
         facts[name] = {"layout": layouts[name], "rows": len(ds), "fingerprint": fp}
         if cfg.max_items is not None and layouts[name] == "record":
-            rows[name] = subsample_items(rows[name], cfg.max_items, cfg.seed)
+            rows[name] = subsample_items(rows[name], cfg.max_items)
             facts[name]["rows_evaluated"] = len(rows[name])
     return rows, layouts, facts
 
 
-def subsample_items(rows: list[dict], max_items: int, seed: int) -> list[dict]:
-    """Rows of a seeded subset of `max_items` items (by item_id), in their original order."""
+def fewest_samples(path: str, rows: dict[str, list[dict]], layouts: dict[str, str]) -> int:
+    """The smallest number of samples that the generations file holds for an evaluated row that gets
+    generations (record rows with responses or tests): the --n-samples of a --from-generations run."""
+    from evaluator.generation import read_generations, samples_by_row
+
+    have = samples_by_row(read_generations(path))
+    counts = [(len(have.get(r["id"], [])), c, r["id"]) for c, rs in rows.items() if layouts[c] == "record"
+              for r in rs if r["responses"] or r["tests"] is not None]
+    if not counts:
+        raise MosaicError(f"--from-generations {path}: no evaluated config has rows that get generations "
+                          f"(configs: {', '.join(rows)})")
+    n, config, rid = min(counts)
+    if n == 0:
+        raise MosaicError(f"{path}: no samples for row {rid!r} of config {config!r}; generate them with "
+                          "`mosaic eval --resume --generations FILE`")
+    return n
+
+
+def subsample_items(rows: list[dict], max_items: int) -> list[dict]:
+    """Rows of `max_items` items (all their variants), in their original order, spread over the domains:
+    round robin over the domains (sorted), each domain's items taken in sha256(item_id) order. It does
+    not depend on --seed, so a seed sweep changes the samples and resamples, never the items."""
     import hashlib
 
-    items = sorted({r["item_id"] for r in rows}, key=lambda i: hashlib.sha256(f"{seed}\x00{i}".encode()).hexdigest())
-    keep = set(items[:max_items])
-    return [r for r in rows if r["item_id"] in keep]
+    by_domain: dict[str, list[str]] = {}
+    for item in dict.fromkeys(r["item_id"] for r in rows):
+        domain = next(r["domain"] for r in rows if r["item_id"] == item)
+        by_domain.setdefault(domain, []).append(item)
+    queues = [sorted(items, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+              for _, items in sorted(by_domain.items())]
+    keep: list[str] = []
+    while len(keep) < max_items and any(queues):
+        for queue in queues:
+            if queue and len(keep) < max_items:
+                keep.append(queue.pop(0))
+    keep_set = set(keep)
+    return [r for r in rows if r["item_id"] in keep_set]
 
 
 def select_metrics(cfg: EvalConfig, layouts: dict[str, str], rows: dict[str, list[dict]]) -> list[tuple[str, Metric]]:
@@ -94,9 +132,18 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
     from evaluator import distributed
     from evaluator.models import load_model
 
+    samples_from_file = bool(cfg.from_generations) and cfg.n_samples is None
     cfg = cfg.resolved()
+    check_output_path(cfg.out, "--out")
+    if not cfg.from_generations:
+        check_output_path(cfg.generations, "--generations")
     dist = distributed.current()
     rows, layouts, facts = load_data(cfg)
+    notes = {}
+    if samples_from_file:
+        cfg.n_samples = fewest_samples(cfg.from_generations, rows, layouts)
+        notes["n_samples"] = {"value": cfg.n_samples, "source": f"the fewest samples of an evaluated row in "
+                              f"{cfg.from_generations} (no --n-samples given)"}
     plan = select_metrics(cfg, layouts, rows)
     order = {c: [r["id"] for r in rs] for c, rs in rows.items()}
     device = dist.device if dist.world > 1 and cfg.device == "auto" else cfg.device
@@ -105,7 +152,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
     if dist.world > 1:
         rows = {c: distributed.shard_rows(rs, dist) for c, rs in rows.items()}
         cfg.generations = rank_file.format(dist.rank)
-    ctx = EvalContext(cfg=cfg, rows=rows, layouts=layouts, progress=progress and dist.is_main,
+    ctx = EvalContext(cfg=cfg, rows=rows, layouts=layouts, progress=progress and dist.is_main, notes=notes,
                       load_model=lambda: load_model(cfg.model, cfg.adapter, device, revision=cfg.revision))
     gathered = [(config, metric, distributed.merge_scores(dist.gather(metric.per_prompt(ctx, config)),
                                                           order[config]))
@@ -135,6 +182,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
             "per_domain": per_domain, **({"extra": scores.extra} if scores.extra else {}),
         }
     lm = ctx._model
+    model_options = {"model": cfg.model, "revision": cfg.revision, "adapter": cfg.adapter}
+    if cfg.from_generations:  # no model is loaded: the CLI's model options describe nothing
+        model_options = dict.fromkeys(model_options)
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "suite": Path(cfg.data).name if Path(cfg.data).exists() else cfg.data,
@@ -144,14 +194,14 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
             "num_parameters": lm.num_parameters, "dtype": lm.dtype, "device": lm.device},
         "adapter": None if lm is None else lm.adapter,
         "data": {"source": cfg.data, "split": cfg.split, "configs": facts},
-        "config": {**cfg.scoring_dict(), "eval_config_hash": cfg.hash(), "model": cfg.model, "revision": cfg.revision,
-                   "adapter": cfg.adapter, "backend": cfg.backend, "batch_size": cfg.batch_size, "scoring": cfg.scoring,
+        "config": {**cfg.scoring_dict(), "eval_config_hash": cfg.hash(), **model_options,
+                   "backend": cfg.backend, "batch_size": cfg.batch_size, "scoring": cfg.scoring,
                    "gen_batch_size": cfg.gen_batch_size, "gen_cache": cfg.gen_cache,
                    "from_generations": cfg.from_generations},
         "notes": ctx.notes,
         "metrics": metrics,
         "diagnostics": {"variance": diagnose(metrics, cfg.cost_ratio)},
-        "generations_file": cfg.generations if "generations" in ctx.notes else None,
+        "generations_file": (cfg.from_generations or cfg.generations) if "generations" in ctx.notes else None,
         "processes": dist.world,
         "environment": environment(lm.device if lm else "cpu"),
         "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},

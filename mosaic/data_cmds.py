@@ -78,7 +78,7 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 def _run_validate(args: argparse.Namespace) -> int:
     from mosaic.fingerprint import fingerprint
     from mosaic.hub import load_split
-    from mosaic.schema import Violation, detect_layout, validate
+    from mosaic.schema import Violation, check_split
 
     manifest, names = _configs(args.source, args.config)
     total = 0
@@ -86,15 +86,10 @@ def _run_validate(args: argparse.Namespace) -> int:
         entry = manifest[name]
         for split, meta in entry["splits"].items():
             ds = load_split(args.source, name, split)
-            try:
-                layout = entry["layout"] or detect_layout(ds.column_names)
-            except ValueError as exc:
-                problems = [Violation(-1, None, "<columns>", str(exc))]
-            else:
-                rows = ds.to_list()
-                problems = validate(rows, layout)
-                if meta["fingerprint"] and fingerprint(rows) != meta["fingerprint"]:
-                    problems.append(Violation(-1, None, "<split>", "content fingerprint differs from the card's"))
+            rows = ds.to_list()
+            layout, problems = check_split(ds.column_names, rows, entry["layout"])
+            if layout is not None and meta["fingerprint"] and fingerprint(rows) != meta["fingerprint"]:
+                problems.append(Violation(-1, None, "<split>", "content fingerprint differs from the card's"))
             total += len(problems)
             status = "ok" if not problems else f"{len(problems)} violation(s)"
             print(f"{name}/{split}: {len(ds)} rows, {status}")

@@ -92,4 +92,21 @@ def choose_device(requested: str = "auto") -> tuple[str, Any]:
     import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise MosaicError(f"--device {requested!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if kind.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise MosaicError(f"--device {requested}: CUDA is not available on this machine (torch "
+                              f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+        if kind.index is not None and kind.index >= count:
+            raise MosaicError(f"--device {requested}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}")
+    elif kind.type == "mps" and not torch.backends.mps.is_available():
+        raise MosaicError(f"--device {requested}: MPS is not available on this machine; use --device cpu")
+    elif kind.type not in ("cpu", "cuda", "mps"):
+        raise MosaicError(f"--device {requested!r}: unsupported device type {kind.type!r}; use auto, cpu, cuda, "
+                          "cuda:N or mps")
     return device, (torch.bfloat16 if device.startswith("cuda") else torch.float32)

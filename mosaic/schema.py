@@ -169,6 +169,17 @@ def detect_layout(columns: Iterable[str]) -> str:
     raise ValueError(f"columns {sorted(cols)} match neither the record nor the mcq layout")
 
 
+def check_split(columns: Iterable[str], rows: Iterable[Mapping[str, Any]],
+                layout: str | None = None) -> tuple[str | None, list[Violation]]:
+    """(layout, every violation) of one config/split: `layout` from the card, else detected from the
+    columns; (None, [one `<columns>` violation]) when the columns match no layout."""
+    try:
+        layout = layout or detect_layout(columns)
+    except ValueError as exc:
+        return None, [Violation(-1, None, "<columns>", str(exc))]
+    return layout, validate(rows, layout)
+
+
 def validate(rows: Iterable[Mapping[str, Any]], layout: str | None = None) -> list[Violation]:
     """Every schema violation in `rows` (empty list = valid). `layout` is detected from the
     first row's keys when not given."""

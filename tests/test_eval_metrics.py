@@ -188,11 +188,17 @@ def test_presets_and_item_subsets():
         EvalConfig(max_items=-1).resolved()
     with pytest.raises(MosaicError, match="unknown preset"):
         EvalConfig(preset="fast").resolved()
-    rows = [{"id": f"s/i{i}/{v}", "item_id": f"i{i}"} for i in range(10) for v in range(3)]
-    sub = subsample_items(rows, 4, seed=0)
+    # 10 items: 6 creative, 3 code, 1 advisory; 3 variants each
+    domains = ["creative"] * 6 + ["code"] * 3 + ["advisory"]
+    rows = [{"id": f"s/i{i}/{v}", "item_id": f"i{i}", "domain": domains[i]} for i in range(10) for v in range(3)]
+    sub = subsample_items(rows, 4)
     assert len(sub) == 12 and len({r["item_id"] for r in sub}) == 4
-    assert sub == [r for r in rows if r in sub]  # original order kept
-    assert subsample_items(rows, 4, seed=0) == sub and subsample_items(rows, 4, seed=1) != sub
+    assert sub == [r for r in rows if r in sub]  # original order kept, all variants of an item
+    # round robin over the sorted domains: advisory, code, creative; then advisory is spent, so code again
+    picked = [domains[int(i[1:])] for i in dict.fromkeys(r["item_id"] for r in sub)]
+    assert sorted(picked) == ["advisory", "code", "code", "creative"]
+    assert subsample_items(rows, 5) == subsample_items(rows, 5) and len(subsample_items(rows, 99)) == 30
+    assert {r["item_id"] for r in sub} < {r["item_id"] for r in subsample_items(rows, 6)}  # nested subsets
 
 
 def test_batched_scoring_equals_the_shared_prompt_path_and_the_plain_forward(tiny_model_dir):
