@@ -5,7 +5,9 @@ Import format (one JSON object per line): the paper's raw MOSAIC-1K item
 `{id, domain, subdomain, base_theme, prompt_variants [P], responses [P][R], metadata
 {response_type, expected_diversity, difficulty}}` where a response is a string or an object
 with `text` (or `answer` / `response` / `content`) and an optional `approach` tag; plus
-optional `tests {input, output[, kind, time_limit_s, memory_limit_mb]}` for code items and `split`.
+optional `tests {input, output[, kind, time_limit_s, memory_limit_mb]}` for code items (`kind`: a
+list of public/private/generated, one per test) and `split` (a split name: letters, digits, '_').
+Lines that are not UTF-8 or not JSON are failures of their own line (not_utf8, bad_json).
 
 Checks, each failure a named reason:
   variant_count, response_count, empty_string, too_short / too_long (words), bad_tests,
@@ -27,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from mosaic.schema import Meta, Record, Response, Tests
+from mosaic.schema import TEST_KINDS, Meta, Record, Response, Tests
 
 VALIDATOR_VERSION = "1"
 TEXT_KEYS = ("text", "answer", "response", "content")
+_SPLIT = re.compile(r"[A-Za-z]\w*")  # what mosaic.hub.export_folder accepts as a split name
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,19 @@ def parse_item(obj: Any) -> GridItem:
             value = tests.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                 raise GridParseError("bad_tests", f"tests.{key} must be a positive number")
+        kind = tests.get("kind")
+        if kind is not None:
+            if not isinstance(kind, list) or not all(isinstance(k, str) and k in TEST_KINDS for k in kind):
+                raise GridParseError("bad_tests", f"tests.kind must be a list of {', '.join(TEST_KINDS)} (one per "
+                                                  f"test), got {kind!r:.60}")
+            if len(kind) != len(tests["input"]):
+                raise GridParseError("bad_tests", f"tests.kind has {len(kind)} entries for {len(tests['input'])} tests")
     split = obj.get("split")
     if split is not None and not isinstance(split, str):
         raise GridParseError("wrong_type", "split must be a string")
+    if split is not None and (not _SPLIT.fullmatch(split) or split.lower() == "all"):
+        raise GridParseError("bad_split", f"split {split!r} is not a split name (letters, digits and '_', starting "
+                                          "with a letter; not 'all')")
     return GridItem(
         id=_string(obj, "id", ""), domain=_string(obj, "domain", ""),
         subdomain=_string(obj, "subdomain", ""), base_theme=_string(obj, "base_theme", ""),
@@ -292,10 +305,17 @@ def to_records(item: GridItem, source: str = "mosaic") -> list[Record]:
 
 
 def read_jsonl(path) -> list[tuple[int, Any]]:
-    """(line number, decoded object or GridParseError) for each non-blank line."""
+    """(line number, decoded object or GridParseError) for each non-blank line; a line that is not
+    UTF-8 is a GridParseError(not_utf8) of its own."""
     out: list[tuple[int, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                out.append((n, GridParseError("not_utf8", f"the line is not UTF-8 text (byte {exc.start}: "
+                                                          f"{exc.reason})")))
+                continue
             if line.strip():
                 try:
                     out.append((n, json.loads(line)))

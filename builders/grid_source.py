@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from builders.build_cmd import existing_file
 from builders.grid import (
     VALIDATOR_VERSION,
     GridItem,
@@ -49,11 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--themes", nargs="+", metavar="FILE",
                       help="generate: theme specs (YAML or JSONL, see builders/grid_themes.py) turned into grids "
                            "by --generator, validated item by item and re-queued on failure")
-    p.add_argument("--mcq-jsonl", metavar="FILE", help="multiple-choice rows for an `mcq` config (test split)")
+    p.add_argument("--mcq-jsonl", metavar="FILE", type=existing_file,
+                   help="multiple-choice rows for an `mcq` config (test split)")
     p.add_argument("--split-fractions", default=DEFAULT_FRACTIONS, metavar="S=F,...",
                    help=f"item-level split fractions, stratified by domain (default {DEFAULT_FRACTIONS})")
     p.add_argument("--title", default="MOSAIC grid data", help="dataset card title")
-    p.add_argument("--card-summary", metavar="FILE", help="markdown file placed at the top of the dataset card")
+    p.add_argument("--card-summary", metavar="FILE", type=existing_file,
+                   help="markdown file placed at the top of the dataset card")
     p.add_argument("--license", default="apache-2.0", help="licence of the imported text (default apache-2.0)")
     p.add_argument("--provenance", default=None, help="where the text comes from (for the card)")
     g = p.add_argument_group("validator thresholds (override the per-domain defaults of builders/grid.py)")
@@ -96,21 +99,49 @@ def _files(paths: list[str]) -> list[Path]:
     return files
 
 
-def _read_mcq(path: Path, on_error: str, result: BuildResult) -> list[dict]:
+def _read_mcq(path: Path, on_error: str) -> tuple[list[dict], Counter, int]:
+    """(rows, rejected by reason, lines read) of a --mcq-jsonl file; every problem is `FILE:LINE`."""
     from mosaic.schema import MCQ, validate
 
-    rows = []
-    for n, obj in read_jsonl(path):
-        problems = ([f"bad_json: {obj}"] if isinstance(obj, GridParseError)
-                    else [f"{v.field}: {v.message}" for v in validate([obj], MCQ)])
+    rows, rejected, seen = [], Counter(), {}
+    lines = read_jsonl(path)
+    for n, obj in lines:
+        if isinstance(obj, GridParseError):
+            problems = [str(obj.failure)]
+        else:
+            problems = [f"{v.field}: {v.message}" for v in validate([obj], MCQ)]
+            rid = obj.get("id") if isinstance(obj, dict) else None
+            if not problems and rid in seen:
+                problems = [f"duplicate_id: {rid!r} already at line {seen[rid]}"]
         if problems:
             if on_error == "raise":
-                raise MosaicError(f"{path}:{n}: {problems[0]}")
-            result.rejected[f"mcq {problems[0].split(':')[0]}"] += 1
+                raise MosaicError(f"{path}:{n}: {problems[0]} (use --on-error skip to drop and count such rows)")
+            rejected[f"mcq {problems[0].split(':')[0]}"] += 1
             print(f"rejected {path}:{n}: {'; '.join(problems)}")
             continue
+        seen[obj["id"]] = n
         rows.append(obj)
-    return rows
+    if not rows:
+        why = ", ".join(f"{r} {c}" for r, c in sorted(rejected.items())) or "the file has no rows"
+        raise MosaicError(f"{path}: no multiple-choice row passed ({len(lines)} read; rejected: {why}); "
+                          "nothing to export")
+    return rows, rejected, len(lines)
+
+
+def config_names(args: argparse.Namespace) -> list[str]:
+    """The configs this build writes (mosaic.hub.check_out refuses a bad --out before the work)."""
+    return ["mosaic"] + (["mcq"] if getattr(args, "mcq_jsonl", None) else [])
+
+
+def _read_summary(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MosaicError(f"--card-summary {path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise MosaicError(f"--card-summary {path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def check_fractions(args: argparse.Namespace) -> None:
@@ -129,6 +160,7 @@ def rules_from_args(args: argparse.Namespace) -> GridRules:
 def build(args: argparse.Namespace) -> BuildResult:
     from builders import grid_build
 
+    args.card_summary_text = _read_summary(args.card_summary)
     if args.themes:
         if args.mcq_jsonl:
             raise MosaicError("--mcq-jsonl applies only with --from-jsonl")
@@ -148,9 +180,10 @@ def import_jsonl(args: argparse.Namespace) -> BuildResult:
     failures: dict[str, list[str]] = {}
     items, where, seen = [], {}, {}
     files = _files(args.from_jsonl)
+    read = 0
     for path in files:
         for n, obj in read_jsonl(path):
-            result.read += 1
+            read += 1
             loc = f"{path}:{n}"
             try:
                 if isinstance(obj, GridParseError):
@@ -169,26 +202,44 @@ def import_jsonl(args: argparse.Namespace) -> BuildResult:
             else:
                 items.append(item)
                 where[item.id] = loc
+    if failures and args.on_error == "raise":  # stop before the slow embedding step
+        _refuse(failures)
+    mcq = _read_mcq(Path(args.mcq_jsonl), args.on_error) if args.mcq_jsonl else None
     semantic = check_semantics(items, rules, embed)
     for item_id, problems in semantic.items():
         failures[f"{where[item_id]} ({item_id})"] = [str(f) for f in problems]
     if failures:
-        listing = "\n".join(f"  {loc}: {'; '.join(p)}" for loc, p in failures.items())
         if args.on_error == "raise":
-            raise MosaicError(f"{len(failures)} grid item(s) failed validation (use --on-error skip to drop "
-                              f"and count them):\n{listing}")
+            _refuse(failures)
+        listing = "\n".join(f"  {loc}: {'; '.join(p)}" for loc, p in failures.items())
         print(f"rejected {len(failures)} item(s):\n{listing}")
-        for problems in failures.values():
-            result.rejected[problems[0].split(":")[0]] += 1
+    item_rejects = Counter(problems[0].split(":")[0] for problems in failures.values())
     items = [it for it in items if it.id not in semantic]
     provenance = args.provenance or f"imported from {', '.join(str(f) for f in files)}"
     export_items(items, args, rules, result, provenance, "builders.grid_source")
-    if args.mcq_jsonl:
-        mcq_rows = _read_mcq(Path(args.mcq_jsonl), args.on_error, result)
+    result.configs[-1].notes.update(rows_read=read, rows_written=len(items),
+                                    rejected=dict(item_rejects) or "none",
+                                    counted_as="grid items (input lines); each is written as one row per variant")
+    result.read, result.written, result.rejected = read, len(items), Counter(item_rejects)
+    result.extra["mosaic"] = f"read {read} items, written {len(items)}, rejected {sum(item_rejects.values())}"
+    if mcq is not None:
+        mcq_rows, mcq_rejects, mcq_read = mcq
         result.configs.append(ConfigSpec("mcq", {"test": mcq_rows}, source="mosaic", license=args.license,
                                          provenance=f"imported from {args.mcq_jsonl}", builder="builders.grid_source",
-                                         notes={"rows": len(mcq_rows)}))
+                                         notes={"rows_read": mcq_read, "rows_written": len(mcq_rows),
+                                                "rejected": dict(mcq_rejects) or "none"}))
+        result.read += mcq_read
+        result.written += len(mcq_rows)
+        result.rejected.update(mcq_rejects)
+        result.extra["mcq"] = (f"read {mcq_read} rows, written {len(mcq_rows)}, "
+                               f"rejected {sum(mcq_rejects.values())}")
     return result
+
+
+def _refuse(failures: dict[str, list[str]]) -> None:
+    listing = "\n".join(f"  {loc}: {'; '.join(p)}" for loc, p in failures.items())
+    raise MosaicError(f"{len(failures)} grid item(s) failed validation (use --on-error skip to drop "
+                      f"and count them):\n{listing}")
 
 
 def export_items(items: list[GridItem], args: argparse.Namespace, rules: GridRules, result: BuildResult,
@@ -230,5 +281,5 @@ def export_items(items: list[GridItem], args: argparse.Namespace, rules: GridRul
                                      notes=notes))
     result.extra["items per split"] = dict(Counter(assignment[it.id] for it in items))
     if args.card_summary:
-        result.summary = Path(args.card_summary).read_text(encoding="utf-8")
+        result.summary = getattr(args, "card_summary_text", None) or _read_summary(args.card_summary)
     result.title = args.title

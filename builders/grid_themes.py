@@ -134,9 +134,19 @@ def _jsonl_entries(path: Path) -> list[tuple[Any, str, dict[str, int]]]:
     entries = []
     for n, raw in read_jsonl(path):
         if isinstance(raw, GridParseError):
-            raise MosaicError(f"{path}:{n}: not valid JSON: {raw.failure.detail}")
+            what = "not valid JSON" if raw.failure.reason == "bad_json" else "not UTF-8 text"
+            raise MosaicError(f"{path}:{n}: {what}: {raw.failure.detail}")
         entries.append((raw, f"{path}:{n}", {}))
     return entries
+
+
+def _utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise MosaicError(f"{path}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
 
 
 def load_themes(paths: list[str | Path], base: GridRules) -> list[Theme]:
@@ -149,7 +159,7 @@ def load_themes(paths: list[str | Path], base: GridRules) -> list[Theme]:
         if not path.is_file():
             raise MosaicError(f"{path}: no such theme file")
         if path.suffix in (".yaml", ".yml"):
-            entries, file_defaults = _yaml_entries(path, path.read_text(encoding="utf-8"))
+            entries, file_defaults = _yaml_entries(path, _utf8(path))
         elif path.suffix == ".jsonl":
             entries, file_defaults = _jsonl_entries(path), {}
         else:

@@ -5,7 +5,7 @@ choices = `choices` in source order (lettered A, B, ... by position); answer = `
 ClassLabel index 0-3; a letter "A".."D" is accepted too); subject = the row's `subject`;
 population null. Splits as the source ships them: test, validation and dev (a valid split name, kept
 as `dev`); auxiliary_train only when asked for with --splits. --subject picks the Hub config
-(default all).
+(default all); it applies to the Hub only (a --source-file is converted as it is).
 Rejected rows: missing_field (null question, choices, answer or subject), empty_prompt,
 bad_choices (fewer than 2, a blank or a duplicate option), bad_answer (not an index of a choice).
 """
@@ -18,6 +18,7 @@ import dataclasses
 from builders import convert
 from builders.convert import Ctx, RowError, check_choices, need, prompt_text
 from builders.result import BuildResult
+from mosaic.errors import MosaicError
 from mosaic.schema import MCQ, MCQRecord
 
 HELP = "convert cais/mmlu (4-option questions in 57 subjects) into the multiple-choice layout"
@@ -36,7 +37,7 @@ SOURCE = convert.Source(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     convert.add_arguments(p, SOURCE, responses=False)
-    p.add_argument("--subject", default="all", help="Hub config: all (default) or one subject, e.g. anatomy")
+    p.add_argument("--subject", help="Hub config: all (default) or one subject, e.g. anatomy (not with --source-file)")
 
 
 def to_record(row: dict, ctx: Ctx) -> MCQRecord:
@@ -58,5 +59,8 @@ def to_record(row: dict, ctx: Ctx) -> MCQRecord:
 
 
 def build(args: argparse.Namespace) -> BuildResult:
-    source = dataclasses.replace(SOURCE, hub_config=args.subject)
+    if args.subject is not None and args.source_file:
+        raise MosaicError("--subject picks a Hub config; a --source-file is converted as it is: drop --subject "
+                          "(or filter the file by its `subject` field first)")
+    source = dataclasses.replace(SOURCE, hub_config=args.subject or "all")
     return convert.run(source, to_record, args, doc=__doc__, module=__name__)

@@ -2,16 +2,20 @@
 
 Mapping: one row per prompt, domain "instruction"; prompt = `instruction` as given; each completion
 becomes a response with text = its `response` (as given), model = the completion's own `model`
-field (never matched by position against the row's `models` list), score = `overall_score`, or, when
-that is null or not finite, the mean of the numeric aspect `Rating`s (instruction_following, honesty,
-truthfulness, helpfulness; ratings are strings, "N/A" is ignored, an aspect is an object or a
-one-item list of objects); with no number at all the score is null (counted). rank = 1 + the number
-of kept responses with a strictly higher score (ties share a rank; null score, null rank). Empty
+field (never matched by position against the row's `models` list). Scores use one scale per prompt:
+score = `overall_score` (1-10) when every completion with text has a finite one; when any of them
+lacks one (null or not finite), every response of that row is scored by the mean of its numeric
+aspect `Rating`s instead (1-5: instruction_following, honesty, truthfulness, helpfulness; ratings are
+strings, "N/A" is ignored, an aspect is an object or a one-item list of objects), and the row is
+counted as `scored_by_ratings`, so that the two scales never meet in one ranking; a response with no
+number at all gets a null score (counted). rank = 1 + the number of kept responses with a strictly
+higher score (ties share a rank; null score, null rank). Empty
 response texts are dropped and counted; --responses-per-prompt N keeps a seeded random N, ranked
 among themselves. meta.extra = {"source": the row's `source`}. The source ships only a train split,
 kept as `train`: split it downstream (by item_id).
 Rejected rows: missing_field (null instruction, completions, response or model), empty_prompt,
-bad_rating (a needed Rating that is neither a number nor "N/A"), no_responses.
+bad_rating (a needed Rating that is neither a number nor "N/A"), no_responses, wrong_type (a field
+whose type differs from the other rows', e.g. a string overall_score).
 """
 
 from __future__ import annotations
@@ -34,26 +38,32 @@ ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 
 
 def _blank_unneeded_ratings(table):
-    """Vectorised pre-step: ratings are read only when `overall_score` is null or not finite, so the
-    other completions' `annotations` are nulled before decoding (they are most of a row's objects)."""
+    """Vectorised pre-step: ratings are read only in rows where some completion's `overall_score` is
+    null or not finite, so the `annotations` of the other rows are nulled before decoding (they are most
+    of a row's objects)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     i = table.schema.get_field_index("completions")
     comp = table.column(i).combine_chunks()
-    if pa.types.is_null(comp.type):
+    if not pa.types.is_list(comp.type) or not pa.types.is_struct(comp.type.value_type):  # null, or Json rows
         return table
     values = comp.values
     kind = values.type
     if kind.get_field_index("annotations") < 0 or kind.get_field_index("overall_score") < 0:
         return table
     score = values.field("overall_score")
-    if pa.types.is_null(score.type):
-        return table
-    needed = pc.fill_null(pc.invert(pc.is_finite(score.cast(pa.float64()))), True)
     ann = values.field("annotations")
-    if pa.types.is_null(ann.type):
+    if pa.types.is_null(score.type) or not pa.types.is_struct(ann.type):
         return table
+    bad = pc.fill_null(pc.invert(pc.is_finite(score.cast(pa.float64()))), True).to_numpy(zero_copy_only=False)
+    offsets = comp.offsets.to_numpy()
+    row_bad = np.logical_or.reduceat(np.append(bad, False), offsets[:-1]) & (np.diff(offsets) > 0) \
+        if len(comp) else np.zeros(0, bool)
+    needed_np = np.zeros(len(values), bool)
+    needed_np[offsets[0]:offsets[-1]] = np.repeat(row_bad, np.diff(offsets))
+    needed = pa.array(needed_np)
     try:
         ann = pa.StructArray.from_arrays([ann.field(k) for k in range(ann.type.num_fields)], fields=list(ann.type),
                                          mask=pc.or_(pc.invert(needed), ann.is_null()))
@@ -118,14 +128,15 @@ def to_record(row: dict, ctx: Ctx) -> Record:
             usable.append((j, c, text, model))
         else:
             ctx.note("empty responses dropped")
+    by_ratings = any(c.get("overall_score") is None or not math.isfinite(c["overall_score"]) for _, c, _, _ in usable)
+    if by_ratings:
+        ctx.note("scored_by_ratings")
     responses = []
     for i in ctx.keep(len(usable)):
         j, c, text, model = usable[i]
-        score = c.get("overall_score")
-        if score is None or not math.isfinite(score):
-            score = _rating_mean(c.get("annotations"), f"completions[{j}]")
-            if score is None:
-                ctx.note("responses without a score")
+        score = _rating_mean(c.get("annotations"), f"completions[{j}]") if by_ratings else c["overall_score"]
+        if score is None:
+            ctx.note("responses without a score")
         responses.append(Response(text=text, score=None if score is None else float(score), model=model))
     if not responses:
         raise RowError("completions", "no_responses", f"{len(completions)} completion(s), none with text")

@@ -58,9 +58,11 @@ def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str =
     named here are kept. A config named here replaces the folder's config of that name as a whole
     (its other splits are deleted) unless `keep_other_splits`: then only the splits named here are
     replaced, the config's other splits (files, sizes, fingerprints) are kept, and its card entry
-    (source, provenance, notes) becomes this spec's. An empty split is written as a parquet file
-    with the features and no rows. Raises ValidationFailed, writing nothing, if any row breaks the
-    schema."""
+    (source, provenance, notes) becomes this spec's. Raises, writing nothing: ValidationFailed if any
+    row breaks the schema; MosaicError for an empty split (datasets cannot load a split without
+    rows), for a `folder` that is a file, for a README.md that is not a MOSAIC bench card, and for
+    a `folder/<config>` that the folder's card does not list as a config (never delete files we did
+    not write)."""
     from datasets import Dataset
 
     folder = Path(folder)
@@ -77,8 +79,10 @@ def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str =
                 raise MosaicError(f"config {spec.name!r}: split name {split!r} is not valid (letters, digits "
                                   "and '_'; 'all' is reserved by datasets)")
             rows = _rows(data)
-            if rows:
-                layout = layout or detect_layout(rows[0].keys())
+            if not rows:
+                raise MosaicError(f"config {spec.name!r} split {split!r} has no rows: datasets cannot load an "
+                                  "empty split, so it is not written")
+            layout = layout or detect_layout(rows[0].keys())
             problems = validate(rows, layout or RECORD)
             if problems:
                 shown = "\n".join(f"  {p}" for p in problems[:20])
@@ -89,7 +93,7 @@ def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str =
             splits[split] = rows
         prepared.append((spec, layout or RECORD, splits))
 
-    existing = _read_card_yaml(folder) if (folder / "README.md").exists() else {}
+    existing = check_out(folder, [spec.name for spec, _, _ in prepared])
     kept = {n: c for n, c in existing.get("mosaic_bench", {}).get("configs", {}).items()
             if n not in {s.name for s, _, _ in prepared}}
     kept_yaml = {key: [e for e in existing.get(key, []) if e.get("config_name") in kept]
@@ -109,8 +113,7 @@ def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str =
             shutil.rmtree(cdir)
         cdir.mkdir(exist_ok=True)
         for split, rows in splits.items():
-            ds = Dataset.from_list(rows, features=features) if rows else \
-                Dataset.from_dict({name: [] for name in features}, features=features)
+            ds = Dataset.from_list(rows, features=features)
             n_shards = max(1, math.ceil(len(rows) / SHARD_ROWS))
             for k in range(n_shards):
                 shard = ds.select(range(k * SHARD_ROWS, min(len(rows), (k + 1) * SHARD_ROWS)))
@@ -137,6 +140,28 @@ def export_folder(folder: str | Path, configs: list[ConfigSpec], *, title: str =
     text = "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n" + _card_body(header)
     (folder / "README.md").write_text(text, encoding="utf-8")
     return folder
+
+
+def check_out(folder: str | Path, configs: list[str]) -> dict[str, Any]:
+    """Refuse an output `folder` that export_folder must not write into: a file, a folder whose
+    README.md is not a MOSAIC bench card, or one holding a `<config>` sub-folder its card does not list
+    (the user's own files). Returns the existing card's YAML ({} when there is none)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MosaicError(f"--out {folder}: exists and is not a folder")
+    existing: dict[str, Any] = {}
+    if (folder / "README.md").exists():
+        existing = _read_card_yaml(folder)
+        if not isinstance(existing.get("mosaic_bench"), dict):
+            raise MosaicError(f"--out {folder}: its README.md is not a MOSAIC bench dataset card (no mosaic_bench "
+                              "metadata); refusing to overwrite it, pick another folder")
+    listed = (existing.get("mosaic_bench") or {}).get("configs") or {}
+    for name in configs:
+        cdir = folder / name
+        if cdir.exists() and (name not in listed or not cdir.is_dir()):
+            raise MosaicError(f"--out {folder}: {cdir} exists but the folder's dataset card does not list a config "
+                              f"{name!r}; refusing to replace it (move it away or pick another folder)")
+    return existing
 
 
 def _kept_splits(card: dict[str, Any], config: str, layout: str,
@@ -344,5 +369,5 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, token: str 
     return str(url)
 
 
-__all__ = ["ConfigSpec", "export_folder", "read_manifest", "load_split", "push", "check_config_split",
+__all__ = ["ConfigSpec", "export_folder", "check_out", "read_manifest", "load_split", "push", "check_config_split",
            "did_you_mean", "MCQ", "RECORD"]

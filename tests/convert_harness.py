@@ -73,9 +73,11 @@ def build(source: str, *args, out: Path) -> tuple[int, str, str]:
 
 
 def load(folder: Path, config: str, split: str) -> list[dict]:
+    """The split through `datasets.load_dataset`, rebuilt from the files (datasets' cache key for a local
+    folder can match an earlier build's, which would hand back stale rows)."""
     from datasets import load_dataset
 
-    return load_dataset(str(folder), config, split=split).to_list()
+    return load_dataset(str(folder), config, split=split, download_mode="force_redownload").to_list()
 
 
 def validate(folder: Path) -> tuple[int, str]:

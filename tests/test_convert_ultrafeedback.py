@@ -49,14 +49,18 @@ def test_score_is_overall_score_and_ranks_share_ties(uf):
     assert all(r["label"] is None and r["language"] is None for r in responses)
 
 
-def test_missing_overall_score_falls_back_to_mean_rating_ignoring_na(uf):
+def test_missing_overall_score_scores_the_whole_row_by_mean_rating_ignoring_na(uf):
     out, summary, rows = uf
     responses = rows[1]["responses"]
-    # ultralm: ratings 4, N/A, 5, 3 -> 4.0; bard: all N/A and no overall score -> no score, no rank
-    assert [r["score"] for r in responses] == [4.0, None, 3.0, 7.0]
-    assert [r["rank"] for r in responses] == [2, None, 3, 1]
-    assert "responses without a score: 1" in summary
-    assert card(out, "ultrafeedback")["notes"]["counted"]["responses without a score"] == 1
+    # one scale per prompt: two completions lack overall_score (1-10), so all four are scored by their
+    # mean aspect rating (1-5). ultralm: 4, N/A, 5, 3 -> 4.0; bard: all N/A -> no score, no rank;
+    # wizardlm (overall 3.0): 2, 3, 1, 4 -> 2.5; falcon (overall 7.0): 4, 4, 4, 4 -> 4.0
+    assert [r["score"] for r in responses] == [4.0, None, 2.5, 4.0]
+    assert [r["rank"] for r in responses] == [1, None, 3, 1]
+    assert "responses without a score: 1" in summary and "scored_by_ratings: 1" in summary
+    counted = card(out, "ultrafeedback")["notes"]["counted"]
+    assert counted["responses without a score"] == 1 and counted["scored_by_ratings"] == 1
+    assert [r["score"] for r in rows[0]["responses"]] == [8.5, 6.0, 7.5, 6.0]  # rows with all scores keep them
 
 
 def test_empty_response_dropped_and_counted(uf):
@@ -82,7 +86,8 @@ def test_summary_counts_and_responses_per_prompt(uf):
 def test_one_item_list_annotation_shape(tmp_path):
     built("ultrafeedback", "--source-file", FIX / "train_listshape.jsonl", out=tmp_path)
     responses = load(tmp_path, "ultrafeedback", "train")[0]["responses"]
-    assert [(r["model"], r["score"], r["rank"]) for r in responses] == [("alpaca-7b", 4.0, 2), ("gpt-4", 8.0, 1)]
+    # alpaca-7b has no overall_score, so both are scored by their ratings (gpt-4's overall 8.0 is not used)
+    assert [(r["model"], r["score"], r["rank"]) for r in responses] == [("alpaca-7b", 4.0, 2), ("gpt-4", 4.75, 1)]
 
 
 def test_parquet_in_hub_schema_gives_the_same_rows(uf, tmp_path):
@@ -96,7 +101,9 @@ def test_nan_overall_score_falls_back_too(tmp_path):
     rows[0]["completions"][0]["overall_score"] = float("nan")
     built("ultrafeedback", "--source-file", to_parquet(rows, "ultrafeedback", tmp_path / "nan.parquet"),
           out=tmp_path / "out")
-    assert load(tmp_path / "out", "ultrafeedback", "train")[0]["responses"][0]["score"] == 5.0
+    responses = load(tmp_path / "out", "ultrafeedback", "train")[0]["responses"]
+    # ratings 5,5,5,5 / 3,4,4,3 / 4,4,5,5 / 3,3,3,4: the NaN puts the whole row on the ratings scale
+    assert [(r["score"], r["rank"]) for r in responses] == [(5.0, 1), (3.5, 3), (4.5, 2), (3.25, 4)]
 
 
 def test_responses_per_prompt_is_a_seeded_subset(uf, tmp_path):

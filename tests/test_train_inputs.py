@@ -134,9 +134,28 @@ def test_select_never_deletes_other_splits(data, tmp_path, capsys):
     assert set(read_manifest(out)) == {"demo", "other"}
 
 
-def test_empty_splits_export_and_select_says_why(data, tmp_path, capsys):
+def _empty_train_split(folder) -> None:
+    """Make config demo's train split empty behind export_folder's back (as another tool might): a 0-row
+    shard and a card that says so."""
+    import yaml
+
+    Dataset.from_dict({name: [] for name in RECORD_FEATURES}, features=RECORD_FEATURES).to_parquet(
+        str(folder / "demo" / "train-00000-of-00001.parquet"))
+    card = folder / "README.md"
+    _, head, body = card.read_text().split("---\n", 2)
+    meta = yaml.safe_load(head)
+    meta["mosaic_bench"]["configs"]["demo"]["splits"]["train"] = {"rows": 0, "fingerprint": fingerprint([])}
+    card.write_text("---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body)
+
+
+def test_empty_splits_are_not_exported_and_select_says_why(data, tmp_path, capsys):
     folder = tmp_path / "empty"
-    export_folder(folder, [ConfigSpec("demo", {"train": [], "test": scored_rows()}, "demo", "mit", "t", "t")])
+    with pytest.raises(MosaicError, match="config 'demo' split 'train' has no rows: datasets cannot load an empty"):
+        export_folder(folder, [ConfigSpec("demo", {"train": [], "test": scored_rows()}, "demo", "mit", "t", "t")])
+    assert not folder.exists()
+    export_folder(folder, [ConfigSpec("demo", {"train": scored_rows(), "test": scored_rows()}, "demo", "mit", "t",
+                                      "t")])
+    _empty_train_split(folder)
     ds = load_split(folder, "demo", "train")
     assert len(ds) == 0 and ds.features == RECORD_FEATURES
     assert read_manifest(folder)["demo"]["splits"]["train"] == {"rows": 0, "fingerprint": fingerprint([])}
