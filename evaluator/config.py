@@ -85,10 +85,31 @@ class EvalConfig:
 
     def scoring_dict(self) -> dict:
         """The options that change a number (no paths, devices or batch sizes)."""
-        skip = {"out", "generations", "from_generations", "resume", "device", "batch_size", "gen_batch_size",
-                "gen_cache", "scoring", "backend", "data", "model", "adapter", "revision"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        return {name: getattr(self, name) for name in scoring_fields()}
 
     def hash(self) -> str:
-        text = json.dumps(self.scoring_dict(), sort_keys=True)
-        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        return _scoring_hash(self.scoring_dict())
+
+
+# EvalConfig fields that change no number: left out of scoring_dict() and so of eval_config_hash.
+_NOT_SCORING = frozenset({"out", "generations", "from_generations", "resume", "device", "batch_size",
+                          "gen_batch_size", "gen_cache", "scoring", "backend", "data", "model", "adapter", "revision"})
+
+
+def scoring_fields() -> list[str]:
+    """The names of EvalConfig.scoring_dict(), in field order."""
+    return [f.name for f in fields(EvalConfig) if f.name not in _NOT_SCORING]
+
+
+def _scoring_hash(scoring: dict) -> str:
+    text = json.dumps(scoring, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def results_config_hash(config: dict) -> str:
+    """eval_config_hash recomputed from a results file's `config` object (the scoring_dict() fields that
+    `mosaic eval` wrote there); MosaicError names the fields it lacks."""
+    missing = [name for name in scoring_fields() if name not in config]
+    if missing:
+        raise MosaicError(f"config lacks the scoring option(s) {', '.join(missing)}")
+    return _scoring_hash({name: config[name] for name in scoring_fields()})

@@ -6,7 +6,8 @@ base_model, peft_type, r, training_card), data {source, split, configs {name: {l
 fingerprint}}}, config (every scoring option + eval_config_hash), notes, metrics, generations_file,
 environment, timings_s.
 metrics: "<config>/<metric>" -> {metric, config, value, n, n_clusters, ci95 [lo, hi] | null,
-higher_is_better, version, skipped, per_domain {domain: {value, n, n_clusters, ci95}}, extra?}.
+higher_is_better, version, skipped (rows the metric could not score, a count), per_domain {domain:
+{value, n, n_clusters, ci95}}, extra?}.
 """
 
 from __future__ import annotations
@@ -51,29 +52,64 @@ def _is(value: Any, typ: type) -> bool:
     return isinstance(value, typ)
 
 
+def _count(value: Any) -> bool:
+    return _is(value, int) and value >= 0
+
+
+def _config_problems(data: dict) -> list[str]:
+    if not isinstance(data.get("split"), str):
+        return ["data.split must be str"]
+    configs = data.get("configs")
+    if not isinstance(configs, dict) or not configs:
+        return ["data.configs must be a non-empty object of {config: {layout, rows, fingerprint}}"]
+    problems = []
+    for name, cfg in configs.items():
+        if not isinstance(cfg, dict):
+            problems.append(f"data.configs.{name} must be an object, got {type(cfg).__name__}")
+            continue
+        if not str(cfg.get("fingerprint", "")).startswith("sha256:"):
+            problems.append(f"data.configs.{name}.fingerprint missing")
+        if not isinstance(cfg.get("layout"), str):
+            problems.append(f"data.configs.{name}.layout must be str")
+        if not _count(cfg.get("rows")):
+            problems.append(f"data.configs.{name}.rows must be a count")
+        if "rows_evaluated" in cfg and not _count(cfg["rows_evaluated"]):
+            problems.append(f"data.configs.{name}.rows_evaluated must be a count")
+    return problems
+
+
+def _metric_problems(key: str, m: Any) -> list[str]:
+    if not isinstance(m, dict):
+        return [f"metrics[{key!r}] must be an object, got {type(m).__name__}"]
+    problems = [f"metrics[{key!r}].{field} must be {typ.__name__}" for field, typ in _METRIC.items()
+                if not _is(m.get(field), typ)]
+    if isinstance(m.get("value"), float) and not math.isfinite(m["value"]):
+        problems.append(f"metrics[{key!r}].value is not finite")
+    if m.get("skipped") is not None and not _count(m["skipped"]):  # rows the metric could not score
+        problems.append(f"metrics[{key!r}].skipped must be a count of rows or null")
+    if isinstance(m.get("per_domain"), dict):
+        problems += [f"metrics[{key!r}].per_domain[{d!r}] must be an object" for d, est in m["per_domain"].items()
+                     if not isinstance(est, dict)]
+    return problems
+
+
 def validate_results(obj: Any) -> list[str]:
-    """Problems with a results object (empty list = valid)."""
+    """Problems with a results object (empty list = valid). Checks types and shape only, never raises."""
     if not isinstance(obj, dict):
         return ["results must be a JSON object"]
     problems = []
     for key, typ in _TOP.items():
         if key not in obj:
             problems.append(f"missing field {key!r}")
-        elif not isinstance(obj[key], typ):
+        elif not _is(obj[key], typ):  # bool is an int to Python, not to the schema
             problems.append(f"field {key!r} must be {typ.__name__}")
     if problems:
         return problems
     if obj["schema_version"] != RESULTS_SCHEMA_VERSION:
         problems.append(f"schema_version {obj['schema_version']} is not {RESULTS_SCHEMA_VERSION}")
-    for name, cfg in obj["data"].get("configs", {}).items():
-        if not str(cfg.get("fingerprint", "")).startswith("sha256:"):
-            problems.append(f"data.configs.{name}.fingerprint missing")
+    problems += _config_problems(obj["data"])
     for key, m in obj["metrics"].items():
-        for field, typ in _METRIC.items():
-            if not _is(m.get(field) if isinstance(m, dict) else None, typ):
-                problems.append(f"metrics[{key!r}].{field} must be {typ.__name__}")
-        if isinstance(m, dict) and isinstance(m.get("value"), float) and not math.isfinite(m["value"]):
-            problems.append(f"metrics[{key!r}].value is not finite")
+        problems += _metric_problems(key, m)
     return problems
 
 

@@ -25,8 +25,11 @@ INTRO = ("# MOSAIC bench leaderboard\nModels scored by `mosaic eval` on the MOSA
 ABOUT = ("## How results get here\nUpload the results JSON that `mosaic eval` wrote (checked against the results "
          "schema, the benchmark fingerprints and the metric registry below), or queue a model and a worker runs "
          "`mosaic eval` on it (source `evaluated`). A submission is a duplicate, and refused, when model id and "
-         "revision (or weights hash), adapter hash, data fingerprint and evaluation-config hash all match a stored "
-         "one.\n\n## Metrics\nThe table below is generated from the evaluator's metric registry.")
+         "weights hash (or revision, when the hash is unknown), adapter hash, data fingerprint and evaluation-config "
+         "hash all match a stored one.\n\nEach suite's table ranks by default only the results of its most common "
+         "evaluation config (preset, samples, tokens, items: the protocol column); pick other configs or show all "
+         "with the controls above the table.\n\n## Metrics\n"
+         "The table below is generated from the evaluator's metric registry.")
 SUBMIT_HELP = ("### Upload a results file\nThe JSON from `mosaic eval --out FILE`; from a shell: "
                "`mosaic submit FILE --url URL`. Method, K and selector are used only when the adapter's training "
                "card does not name them.")
@@ -57,6 +60,11 @@ def _panel(lb: Leaderboard, suite: str, index: int) -> _Panel:
             sizes = gr.Dropdown(label="Model size", multiselect=True,
                                 choices=[b[0] for b in views.SIZE_BUCKETS] + [views.UNKNOWN_SIZE])
         with gr.Row():
+            configs = gr.Dropdown(label="Evaluation config (default: the one most results share)", multiselect=True,
+                                  choices=[], scale=3)
+            all_configs = gr.Checkbox(label="Show all evaluation configs (numbers not comparable across them)",
+                                      value=False, elem_id=f"all-configs-{index}")
+        with gr.Row():
             columns = gr.Dropdown(label="Metric columns", multiselect=True, choices=[], scale=3)
             sort_by = gr.Dropdown(label="Sort by (best first)", choices=["date", "model"], value=None)
             reverse = gr.Checkbox(label="Reverse order", value=False)
@@ -77,8 +85,10 @@ def _panel(lb: Leaderboard, suite: str, index: int) -> _Panel:
         facts = gr.JSON(label="Results file: model, adapter, data and evaluation config")
 
     def refresh(text, chosen_methods, chosen_domain, chosen_sizes, chosen_columns, chosen_sort, rev, chosen_div,
-                chosen_result):
+                chosen_result, chosen_configs, show_all):
         rows = lb.rows(suite)
+        config_choices = views.eval_configs(rows)
+        known = {h for _, h in config_choices}
         keys = views.metric_keys(rows)
         cols = [c for c in chosen_columns or [] if c in keys] or views.default_metrics(keys)
         doms = views.domains(rows)
@@ -90,7 +100,8 @@ def _panel(lb: Leaderboard, suite: str, index: int) -> _Panel:
         query = views.TableQuery(
             metrics=tuple(cols), methods=tuple(m for m in chosen_methods or [] if m in meths),
             sizes=tuple(chosen_sizes or []), domain=chosen_domain if chosen_domain in doms else views.ALL_DOMAINS,
-            search=text or "", sort_by=sort_key, reverse=bool(rev))
+            search=text or "", sort_by=sort_key, reverse=bool(rev),
+            eval_configs=tuple(c for c in chosen_configs or [] if c in known), all_configs=bool(show_all))
         scatter_df = views.pareto_frame(rows, query, dkey) if dkey else pd.DataFrame(
             columns=["model", "method", "reference loss", "semantic diversity", "front"])
         lines_df = views.coverage_frame(rows, query, dkey.split("/", 1)[0]) if dkey else pd.DataFrame(
@@ -99,7 +110,8 @@ def _panel(lb: Leaderboard, suite: str, index: int) -> _Panel:
         return [_dropdown(meths, list(query.methods)), _dropdown(doms, query.domain), _dropdown(keys, cols),
                 _dropdown(sort_choices, sort_key), _dropdown(dkeys, dkey), views.leaderboard_frame(rows, query),
                 scatter_df, lines_df,
-                _dropdown([(views.label(r), r.id) for r in rows], chosen_result if chosen_result in ids else None)]
+                _dropdown([(views.label(r), r.id) for r in rows], chosen_result if chosen_result in ids else None),
+                _dropdown(config_choices, list(query.eval_configs))]
 
     def detail(result_id):
         row = lb.store.result(int(result_id)) if result_id is not None else None
@@ -112,9 +124,9 @@ def _panel(lb: Leaderboard, suite: str, index: int) -> _Panel:
         result_id = int(evt.row_value[0])
         return (result_id, *detail(result_id))
 
-    inputs = [search, methods, domain, sizes, columns, sort_by, reverse, div_key, picker]
-    outputs = [methods, domain, columns, sort_by, div_key, table, scatter, lines, picker]
-    for control in (search, methods, domain, sizes, columns, sort_by, reverse, div_key):
+    inputs = [search, methods, domain, sizes, columns, sort_by, reverse, div_key, picker, configs, all_configs]
+    outputs = [methods, domain, columns, sort_by, div_key, table, scatter, lines, picker, configs]
+    for control in (search, methods, domain, sizes, columns, sort_by, reverse, div_key, configs, all_configs):
         control.input(refresh, inputs, outputs, trigger_mode="always_last", api_visibility="private")
     picker.input(detail, picker, [per_domain, facts], api_visibility="private")
     table.select(on_select, None, [picker, per_domain, facts], api_visibility="private")
@@ -195,10 +207,11 @@ def build_app(lb: Leaderboard) -> gr.Blocks:
             return views.request_log(lb.request(request_id))
 
         def list_results(suite: str) -> list:
-            """Visible results of a suite: id, model, labels, source, date."""
+            """Visible results of a suite: id, model, labels, source, date, evaluation config and protocol."""
             return [{"id": r.id, "model": r.submission.model_id, "base_model": r.submission.base_model,
                      "method": r.submission.labels.method, "k": r.submission.labels.k,
-                     "selector": r.submission.labels.selector, "origin": r.origin, "created": r.submission.created}
+                     "selector": r.submission.labels.selector, "origin": r.origin, "created": r.submission.created,
+                     "eval_config_hash": r.submission.eval_config_hash, "protocol": views.protocol_text(r)}
                     for r in lb.rows(suite)]
 
         def request_status(request_id: int) -> dict:

@@ -104,10 +104,14 @@ def _preload(lb, folders: list[str]) -> None:
         outcomes = lb.preload(folder)
         added = sum(o.ok for _, o in outcomes)
         present = sum(bool(o.extra.get("duplicate")) for _, o in outcomes)
-        print(f"preload {folder}: {added} added, {present} already on the board", flush=True)
+        deleted = sum(bool(o.extra.get("deleted")) for _, o in outcomes)
+        print(f"preload {folder}: {added} added, {present} already on the board"
+              + (f", {deleted} deleted by an admin (not added again)" if deleted else ""), flush=True)
         for name, o in outcomes:
-            if not o.ok and not o.extra.get("duplicate"):
+            if not o.ok and not o.extra.get("duplicate") and not o.extra.get("deleted"):
                 print(f"preload {folder}/{name}: refused: {o.message}", file=sys.stderr, flush=True)
+            elif o.extra.get("warnings"):
+                print(f"preload {folder}/{name}: {o.message}", file=sys.stderr, flush=True)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -159,18 +163,31 @@ def _run_submit(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise MosaicError(f"{path}: no such file")
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     try:
         client = Client(args.url, verbose=False, download_files=False, analytics_enabled=False)
+    except Exception as exc:  # connection refused, not a Gradio app: one line, not a traceback
+        raise MosaicError(f"cannot submit to {args.url}: {_first_line(exc)}") from exc
+    try:
         _, outcome = client.predict(handle_file(str(path)), args.method or "", args.k or "", args.selector or "",
                                     api_name="/submit_results")
-    except Exception as exc:  # connection refused, HTTP errors, upload refused: one line, not a traceback
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        raise MosaicError(f"cannot submit to {args.url}: {type(exc).__name__}: {text}") from exc
+    except AppError as exc:  # the app answered with an error instead of an outcome
+        raise MosaicError(f"the leaderboard at {args.url} could not take {path.name}: {_first_line(exc)}") from exc
+    except Exception as exc:
+        if getattr(getattr(exc, "response", None), "status_code", None) == 413:
+            raise MosaicError(f"the leaderboard at {args.url} refused {path.name}: it is larger than the app's "
+                              "upload limit (--max-upload-mb)") from exc
+        raise MosaicError(f"cannot submit to {args.url}: {_first_line(exc)}") from exc
     if not outcome.get("ok"):
         raise MosaicError(outcome.get("message") or "refused without a message")
     print(f"submitted: {outcome['message']}")
     return 0
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
 
 
 LEADERBOARD = Command(

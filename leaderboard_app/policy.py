@@ -27,7 +27,9 @@ MAX_NAME_CHARS = 256
 MIN_TOKEN_CHARS = 16
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _HUB_ID = re.compile(rf"^{_NAME}/{_NAME}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 controls, DEL, and the Unicode bidi embeddings/overrides/isolates (U+202A-U+202E, U+2066-U+2069),
+# which can make a name display as another one
+_CONTROL = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(value: Any, what: str, limit: int) -> str | None:
@@ -46,20 +48,47 @@ def clean_text(value: Any, what: str, limit: int) -> str | None:
     return value
 
 
-def parse_labels(method: Any = None, k: Any = None, selector: Any = None) -> Labels:
-    """Labels typed by a submitter (the adapter's training card, when present, takes precedence)."""
-    if k in (None, ""):
+def _method(text: str | None) -> str | None:
+    from baselines.config import METHODS  # the training methods `mosaic train` knows, as it spells them
+
+    return text.lower() if text is not None and text.lower() in METHODS else text
+
+
+def _selector(text: str | None) -> str | None:
+    from mosaic.selectors import get_selector
+
+    if text is None:
+        return None
+    try:
+        return get_selector(text).name  # the selector registry's spelling (aliases resolved)
+    except MosaicError:
+        return text  # a selector this package does not know: shown as given
+
+
+def normalise_labels(labels: Labels) -> Labels:
+    """Known methods and selectors as their registries spell them; unknown ones as given."""
+    return Labels(_method(labels.method), labels.k, _selector(labels.selector))
+
+
+def parse_labels(method: Any = None, k: Any = None, selector: Any = None, where: str = "") -> Labels:
+    """Training labels, typed by a submitter or read from a training card (`where` prefixes the field
+    names in errors, e.g. "adapter.training_card."). Known methods and selectors are spelled as their
+    registries spell them (srt, mrt, spl, dpo; rkon, bkon, dkon, grades); unknown ones are kept as given."""
+    k_name = f"{where}k" if where else "K"
+    if k is None or (isinstance(k, str) and not k.strip()):
         k_value = None
+    elif isinstance(k, bool):
+        raise SubmissionRejected(f"{k_name} must be a whole number, got {k!r}")
     else:
         try:
             number = float(k)
-        except (TypeError, ValueError):
-            raise SubmissionRejected(f"K must be a whole number, got {k!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise SubmissionRejected(f"{k_name} must be a whole number, got {str(k)[:40]!r}") from None
         if not math.isfinite(number) or number != int(number) or not 1 <= number <= 100_000:
-            raise SubmissionRejected(f"K must be a whole number from 1 to 100000, got {k!r}")
+            raise SubmissionRejected(f"{k_name} must be a whole number from 1 to 100000, got {str(k)[:40]!r}")
         k_value = int(number)
-    return Labels(clean_text(method, "method", MAX_LABEL_CHARS), k_value,
-                  clean_text(selector, "selector", MAX_LABEL_CHARS))
+    return Labels(_method(clean_text(method, f"{where}method", MAX_LABEL_CHARS)), k_value,
+                  _selector(clean_text(selector, f"{where}selector", MAX_LABEL_CHARS)))
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class Submission:
     eval_config_hash: str
     dedup_key: str
     results_json: str
+    warnings: tuple[str, ...] = ()  # accepted but worth saying (not stored): told to the submitter
 
 
 @dataclass(frozen=True)

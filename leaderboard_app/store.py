@@ -69,7 +69,20 @@ BEGIN
 END;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+# v3: tombstones keep the deleted result's dedup key, so a deleted result is not stored again (not by
+# the start-up preload of reference results, nor by a user re-submitting the file).
+_V3 = """
+ALTER TABLE deleted_results ADD COLUMN dedup_key TEXT;
+CREATE INDEX deleted_results_by_key ON deleted_results (dedup_key);
+DROP TRIGGER results_tombstone;
+CREATE TRIGGER results_tombstone AFTER DELETE ON results
+BEGIN
+    INSERT OR REPLACE INTO deleted_results (id, suite, deleted_at, dedup_key)
+    VALUES (OLD.id, OLD.suite, (julianday('now') - 2440587.5) * 86400.0, OLD.dedup_key);
+END;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _INSERT_RESULT = ("INSERT INTO results (suite, split, model_id, model_revision, weights_hash, adapter_hash, "
@@ -100,6 +113,7 @@ class Store:
         if self.path.exists() and self.path.is_dir():
             raise MosaicError(f"{self.path}: is a folder; --db takes a SQLite file path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.version = target_version  # an older target (tests of migrations) writes as that version did
         self._migrate(target_version)
 
     @contextmanager
@@ -159,15 +173,24 @@ class Store:
                 return self.add_result(sub, origin, request_id, own)
         dup = conn.execute("SELECT id FROM results WHERE dedup_key = ?", (sub.dedup_key,)).fetchone()
         if dup is not None:
-            return Outcome(False, f"duplicate of result #{dup['id']}: same model id and revision/weights, adapter, "
+            return Outcome(False, f"duplicate of result #{dup['id']}: same model id and weights/revision, adapter, "
                                   "data fingerprint and evaluation config", dup["id"], {"duplicate": True})
+        gone = None if self.version < 3 else conn.execute(
+            "SELECT id FROM deleted_results WHERE dedup_key = ? ORDER BY id DESC LIMIT 1", (sub.dedup_key,)).fetchone()
+        if gone is not None:
+            return Outcome(False, f"the same result (#{gone['id']}) was deleted by an admin; it is not stored again",
+                           None, {"deleted": True})
         cur = conn.execute(
             _INSERT_RESULT,
             (sub.suite, sub.split, sub.model_id, sub.model_revision, sub.weights_hash, sub.adapter_hash,
              sub.base_model, sub.num_parameters, sub.labels.method, sub.labels.k, sub.labels.selector, sub.created,
              sub.data_fingerprint, sub.eval_config_hash, sub.dedup_key, sub.results_json, time.time(), origin,
              request_id))
-        return Outcome(True, f"stored as result #{cur.lastrowid} ({sub.suite} / {sub.split})", cur.lastrowid)
+        message = f"stored as result #{cur.lastrowid} ({sub.suite} / {sub.split})"
+        if sub.warnings:
+            more = f" (and {len(sub.warnings) - 3} more warnings)" if len(sub.warnings) > 3 else ""
+            message += "; warning: " + "; warning: ".join(sub.warnings[:3]) + more
+        return Outcome(True, message, cur.lastrowid, {"warnings": list(sub.warnings)} if sub.warnings else {})
 
     def results(self, suite: str | None = None, include_hidden: bool = False) -> list[ResultRow]:
         sql = "SELECT * FROM results WHERE (? IS NULL OR suite = ?) AND (? OR hidden = 0) ORDER BY id"

@@ -24,7 +24,8 @@ UNKNOWN_SIZE = "unknown size"
 NONE = "-"
 ALL_DOMAINS = "all domains"
 LEAD_COLUMNS = ["#", "model"]  # then one column per chosen metric, then:
-TRAIL_COLUMNS = ["method", "K", "selector", "base model", "size", "n (rows)", "source", "date"]
+TRAIL_COLUMNS = ["method", "K", "selector", "base model", "size", "protocol", "rows evaluated", "source",
+                 "date (UTC)"]
 DETAIL_COLUMNS = ["metric", "domain", "value [95% CI] n"]
 _K = re.compile(r"^(?P<config>.+)/coverage@(?P<k>\d+)$")
 
@@ -40,6 +41,8 @@ class TableQuery:
     search: str = ""
     sort_by: str = ""  # a metric key, "date" or "model"; "" = the first metric column
     reverse: bool = False
+    eval_configs: tuple[str, ...] = ()  # eval_config_hash values to show; empty = the suite's main one ...
+    all_configs: bool = False  # ... unless this asks for every evaluation config (not comparable numbers)
 
 
 def metric_keys(rows: list[ResultRow]) -> list[str]:
@@ -69,21 +72,28 @@ def size_bucket(n: int | None) -> str:
 
 
 def _size_text(n: int | None) -> str:
+    """3 significant digits in the largest unit that rounds to >= 1 (999,999,999 -> 1B, not 1e+03M)."""
     if n is None:
         return NONE
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        rounded = float(f"{n / scale:.3g}")
+        if rounded >= 1:
+            return f"{rounded:g}{unit}" if rounded < 1000 else f"{rounded:,.0f}{unit}"
     return str(n)
 
 
+def number_text(x: float) -> str:
+    """4 decimals; values under 0.01 in size with 4 significant digits (3e-05, not 0.0000)."""
+    return f"{x:.4g}" if 0 < abs(x) < 0.01 else f"{x:.4f}"
+
+
 def estimate_text(est: dict | None) -> str:
-    """"value [lo, hi] n=N" exactly as the results file states it (4 decimals)."""
+    """"value [lo, hi] n=N" as the results file states it, rounded for display; NONE when absent."""
     if est is None:
-        return ""
+        return NONE
     ci = est.get("ci95")
-    ci_text = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "[no CI]"
-    return f"{est['value']:.4f} {ci_text} n={est['n']}"
+    ci_text = f"[{number_text(ci[0])}, {number_text(ci[1])}]" if ci else "[no CI]"
+    return f"{number_text(est['value'])} {ci_text} n={est['n']}"
 
 
 def _estimate(row: ResultRow, key: str, domain: str) -> dict | None:
@@ -94,12 +104,44 @@ def _estimate(row: ResultRow, key: str, domain: str) -> dict | None:
 
 
 def _rows_text(row: ResultRow) -> str:
+    """Rows evaluated / rows of each config (fewer when the run used --max-items)."""
     configs = row.results["data"]["configs"]
-    return ", ".join(f"{c} {f.get('rows_evaluated', f.get('rows'))}" for c, f in sorted(configs.items()))
+    return ", ".join(f"{c} {f.get('rows_evaluated', f.get('rows'))}/{f.get('rows')}"
+                     for c, f in sorted(configs.items()))
+
+
+def protocol_text(row: ResultRow) -> str:
+    """How the numbers were obtained: preset, samples, new tokens (other/code), items, short config hash."""
+    cfg = row.results["config"]
+    items = "all items" if cfg.get("max_items") is None else f"{cfg['max_items']} items"
+    return (f"{cfg.get('preset')}, {cfg.get('n_samples')} samples, {cfg.get('max_new_tokens')}/"
+            f"{cfg.get('max_new_tokens_code')} tokens, {items}, cfg {row.submission.eval_config_hash[7:15]}")
+
+
+def eval_configs(rows: list[ResultRow]) -> list[tuple[str, str]]:
+    """(label, eval_config_hash) per evaluation config, most results first (the main one first)."""
+    counts: dict[str, list] = {}
+    for r in rows:
+        entry = counts.setdefault(r.submission.eval_config_hash, [0, 0, r])
+        entry[0], entry[1] = entry[0] + 1, max(entry[1], r.id)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))  # ties: the newest result's
+    return [(f"{protocol_text(r)} ({n} result{'s' if n != 1 else ''})", h) for h, (n, _, r) in ranked]
+
+
+def main_config(rows: list[ResultRow]) -> str | None:
+    """The eval_config_hash most results of the suite share: the one ranked by default."""
+    configs = eval_configs(rows)
+    return configs[0][1] if configs else None
+
+
+def created_utc(created: str) -> dt.datetime:
+    """`created` as an aware UTC time (a naive one, stored before time zones were required, read as UTC)."""
+    when = dt.datetime.fromisoformat(created)
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
 
 def date_text(created: str) -> str:
-    return dt.datetime.fromisoformat(created).strftime("%Y-%m-%d")
+    return created_utc(created).strftime("%Y-%m-%d %H:%M")
 
 
 def label(row: ResultRow) -> str:
@@ -109,9 +151,12 @@ def label(row: ResultRow) -> str:
 
 def filter_rows(rows: list[ResultRow], q: TableQuery) -> list[ResultRow]:
     needle = q.search.strip().casefold()
+    configs = set(q.eval_configs) or (set() if q.all_configs else {main_config(rows)})
     out = []
     for r in rows:
         s = r.submission
+        if configs and s.eval_config_hash not in configs:
+            continue
         if q.methods and (s.labels.method or NONE) not in q.methods:
             continue
         if q.sizes and size_bucket(s.num_parameters) not in q.sizes:
@@ -127,7 +172,7 @@ def filter_rows(rows: list[ResultRow], q: TableQuery) -> list[ResultRow]:
 def _sorted(rows: list[ResultRow], q: TableQuery, shown: list[str]) -> list[ResultRow]:
     key = q.sort_by or (shown[0] if shown else "date")
     if key == "date":
-        return sorted(rows, key=lambda r: (r.submission.created, r.id), reverse=not q.reverse)
+        return sorted(rows, key=lambda r: (created_utc(r.submission.created), r.id), reverse=not q.reverse)
     if key == "model":
         return sorted(rows, key=lambda r: (r.submission.model_id.casefold(), r.id), reverse=q.reverse)
     spec = REGISTRY.get(key.split("/", 1)[-1])
@@ -147,7 +192,7 @@ def leaderboard_frame(rows: list[ResultRow], q: TableQuery) -> pd.DataFrame:
         k_text = NONE if s.labels.k is None else str(s.labels.k)
         data.append([str(r.id), s.model_id] + [estimate_text(_estimate(r, k, q.domain)) for k in shown]
                     + [s.labels.method or NONE, k_text, s.labels.selector or NONE, s.base_model,
-                       _size_text(s.num_parameters), _rows_text(r), r.origin, date_text(s.created)])
+                       _size_text(s.num_parameters), protocol_text(r), _rows_text(r), r.origin, date_text(s.created)])
     return pd.DataFrame(data, columns=LEAD_COLUMNS + shown + TRAIL_COLUMNS)
 
 
@@ -194,9 +239,9 @@ def detail_frames(row: ResultRow) -> tuple[pd.DataFrame, dict]:
         table.append([key, ALL_DOMAINS, estimate_text(m)])
         table += [[key, domain, estimate_text(est)] for domain, est in sorted(m["per_domain"].items())]
     facts = {"id": row.id, "source": row.origin, "request": row.request_id, "hidden": row.hidden,
-             "suite": res["suite"], "created": res["created"], "model": res["model"], "adapter": res.get("adapter"),
-             "data": res["data"], "config": res["config"], "environment": res.get("environment"),
-             "dedup_key": row.submission.dedup_key}
+             "suite": res["suite"], "created": res["created"], "protocol": protocol_text(row),
+             "model": res["model"], "adapter": res.get("adapter"), "data": res["data"], "config": res["config"],
+             "environment": res.get("environment"), "dedup_key": row.submission.dedup_key}
     return pd.DataFrame(table, columns=DETAIL_COLUMNS), facts
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,11 +53,20 @@ class WorkerConfig:
 
 
 def parse_eval_args(text: str | None) -> list[str]:
-    args = shlex.split(text or "")
+    """The worker's extra `mosaic eval` options; refuses any that set a RESERVED option, also through an
+    abbreviation that argparse would expand (`--mod` for `--model`)."""
+    try:
+        args = shlex.split(text or "")
+    except ValueError as exc:
+        raise MosaicError(f"--eval-args {text!r}: {exc}") from None
     for a in args:
-        if a.split("=", 1)[0] in RESERVED:
-            raise MosaicError(f"--eval-args may not set {a.split('=', 1)[0]}: the worker chooses the model, data "
-                              "and output paths")
+        name = a.split("=", 1)[0]
+        if name.startswith("--") and len(name) > 2:
+            hit = next((r for r in RESERVED if r.startswith(name)), None)
+            if hit is not None:
+                shown = name if name == hit else f"{name} (an abbreviation of {hit})"
+                raise MosaicError(f"--eval-args may not set {shown}: the worker chooses the model, data and "
+                                  "output paths")
     return args
 
 
@@ -159,6 +169,11 @@ class Worker:
                 sub = parse_results(out.read_bytes(), {self.cfg.benchmark.suite: self.cfg.benchmark}, req.labels)
             except (SubmissionRejected, OSError) as exc:
                 self.queue.fail(req, f"the evaluator's results were not accepted: {exc}", tail)
+                return
+            except Exception as exc:  # a check that crashed: fail this request, keep the traceback visible
+                traceback.print_exc(file=sys.stderr)
+                self.queue.fail(req, f"the evaluator's results could not be checked ({type(exc).__name__}: {exc})",
+                                tail)
                 return
             self.queue.complete(req, sub, tail)
         except ClaimLost as exc:

@@ -42,11 +42,17 @@ def real_results(tiny_model_dir: Path, folder: Path) -> dict:
 def variant(results: dict, model_id: str, shift: float = 0.0, **model_fields) -> dict:
     """The same evaluation under another model id (a different submission), numbers moved by `shift`
     (lower loss, higher everything else) so tables and plots have something to order."""
+    from evaluator.metrics import REGISTRY
+
     out = copy.deepcopy(results)
     out["model"] = {**out["model"], "id": model_id, **model_fields}
     for m in out["metrics"].values():
         sign = -1.0 if not m["higher_is_better"] else 1.0
-        for est in (m, *m["per_domain"].values()):
+        lo, hi = REGISTRY[m["metric"]].value_range
+        ests = (m, *m["per_domain"].values())
+        if not all(lo <= x + sign * shift <= hi for e in ests for x in [e["value"], *(e["ci95"] or [])]):
+            continue  # the leaderboard refuses numbers outside a metric's range: leave this one as it is
+        for est in ests:
             est["value"] += sign * shift
             if est["ci95"]:
                 est["ci95"] = [c + sign * shift for c in est["ci95"]]

@@ -62,7 +62,9 @@ def test_submit_through_the_api_then_listed(client, results, tmp_path):
     assert outcome["ok"] and outcome["message"] == f"stored as result #{outcome['id']} ({SUITE} / test)"
     (row,) = [r for r in _listed(client) if r["id"] == outcome["id"]]
     assert row == {"id": outcome["id"], "model": "e2e/submitted-model", "base_model": "e2e/submitted-model",
-                   "method": "MRT", "k": 4, "selector": "RKoN", "origin": "uploaded", "created": obj["created"]}
+                   "method": "mrt", "k": 4, "selector": "rkon", "origin": "uploaded", "created": obj["created"],
+                   "eval_config_hash": obj["config"]["eval_config_hash"], "protocol": row["protocol"]}
+    assert row["protocol"].startswith("quick, 4 samples, 48/96 tokens, 2 items, cfg ")
     again = _submit(client, tmp_path / "r.json")
     assert not again["ok"] and again["id"] == outcome["id"] and again["message"].startswith("duplicate of result #")
     obj["data"]["configs"]["mcq"]["fingerprint"] = "sha256:" + "f" * 64
@@ -147,7 +149,7 @@ def test_queue_a_model_and_the_worker_scores_it(app, client, model_root, tmp_pat
     failed = client.predict(hub["id"], api_name="/request_status")
     assert failed["status"] == "failed" and "cannot load model 'org/not-on-this-machine'" in failed["error"]
     (row,) = [r for r in _listed(client) if r["id"] == done["result_id"]]
-    assert (row["origin"], row["method"], row["k"], row["selector"]) == ("evaluated", "MRT", 2, "GRADES")
+    assert (row["origin"], row["method"], row["k"], row["selector"]) == ("evaluated", "mrt", 2, "grades")
     assert row["model"] == str((model_root / "tiny").resolve())
     log = client.predict(str(ok["id"]), api_name="/request_log")
     assert f"done: stored as result #{done['result_id']}" in log and "mosaic-mini / test -- model" in log

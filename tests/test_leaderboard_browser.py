@@ -65,6 +65,8 @@ def test_page_lists_submissions_renders_names_inert_and_accepts_an_upload(tiny_m
                 dialogs = []
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
                 page.goto(app.url)
+                # the preloaded reference results' eval config is the main one: show the quick runs too
+                page.locator("#all-configs-0 input[type=checkbox]").check()
                 expect(_visible_cell(page, "browser/submitted-model")).to_be_visible()
                 for name in HOSTILE_NAMES:
                     cell = _visible_cell(page, name)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from leaderboard_helpers import ADMIN_TOKEN, HOSTILE_NAMES, real_results, variant, write
 
+from evaluator.config import results_config_hash
 from evaluator.metrics import REGISTRY
 from leaderboard_app import views
 from leaderboard_app.policy import ModelPolicy
@@ -49,7 +50,7 @@ def test_accepts_the_evaluators_file_and_keeps_it_verbatim(results, benchmarks):
     assert (sub.suite, sub.split, sub.model_id) == ("mosaic-mini", "test", results["model"]["id"])
     assert sub.weights_hash == results["model"]["weights_hash"] and sub.adapter_hash is None
     assert sub.eval_config_hash == results["config"]["eval_config_hash"]
-    assert sub.labels == Labels("MRT", 4, "RKoN") and sub.base_model == results["model"]["id"]
+    assert sub.labels == Labels("mrt", 4, "rkon") and sub.base_model == results["model"]["id"]
     assert json.loads(sub.results_json) == results
 
 
@@ -57,7 +58,8 @@ def test_training_card_labels_win_over_typed_ones(results, benchmarks):
     results["adapter"] = {"path": "/x", "hash": "sha256:ab", "base_model": "org/base", "peft_type": "LORA", "r": 8,
                           "training_card": {"method": "SPL", "k": 2}}
     sub = parse_results(_raw(results), benchmarks, Labels("MRT", 4, "GRADES"))
-    assert sub.labels == Labels("SPL", 2, "GRADES") and sub.base_model == "org/base" and sub.adapter_hash == "sha256:ab"
+    assert sub.labels == Labels("spl", 2, "grades") and sub.adapter_hash == "sha256:ab"
+    assert sub.base_model == results["model"]["id"]  # the base model evaluated, not the adapter's own note
 
 
 def _set(path: str, value):
@@ -113,7 +115,8 @@ def test_store_wal_dedup_and_hostile_strings_stay_data(results, benchmarks, tmp_
     again = store.add_result(parse_results(_raw(results), benchmarks), "uploaded")
     assert first.ok and not again.ok and again.id == first.id and "duplicate of result #1" in again.message
     # each of the four identity parts makes a new submission; anything else (labels) does not
-    other_config = _set("config.eval_config_hash", "sha256:" + "1" * 64)(json.loads(json.dumps(results)))
+    other_config = _set("config.seed", 1)(json.loads(json.dumps(results)))
+    other_config["config"]["eval_config_hash"] = results_config_hash(other_config["config"])
     other_weights = variant(results, results["model"]["id"], weights_hash="sha256:" + "2" * 64)
     other_adapter = _set("adapter", {"hash": "sha256:33", "base_model": "b"})(json.loads(json.dumps(results)))
     for obj in (other_config, other_weights, other_adapter):
@@ -151,7 +154,7 @@ def test_migrates_an_old_database_and_refuses_a_newer_one(results, benchmarks, t
         assert "rev" not in {r[1] for r in conn.execute("PRAGMA table_info(results)")}
     old.add_result(parse_results(_raw(results), benchmarks), "uploaded")
     store = Store(db)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     (row,) = store.results()
     assert (row.rev, row.synced_rev) == (1, 0) and row.submission.model_id == results["model"]["id"]
     store.set_hidden(row.id, True)
@@ -265,7 +268,7 @@ def test_views_show_the_files_numbers(results, benchmarks, tmp_path):
         == ["a/worst", "b/middle", "c/best"]
     acc = views.leaderboard_frame(rows, views.TableQuery(metrics=("mcq/mcq_accuracy",)))
     assert list(acc["model"]) == ["c/best", "b/middle", "a/worst"]  # higher accuracy first
-    assert list(views.leaderboard_frame(rows, views.TableQuery(methods=("MRT",)))["model"]) == ["c/best", "b/middle"]
+    assert list(views.leaderboard_frame(rows, views.TableQuery(methods=("mrt",)))["model"]) == ["c/best", "b/middle"]
     assert list(views.leaderboard_frame(rows, views.TableQuery(sizes=("< 100M",)))["model"]) == ["a/worst"]
     assert list(views.leaderboard_frame(rows, views.TableQuery(search="MIDDLE"))["model"]) == ["b/middle"]
     domain = sorted(m["per_domain"])[0]
@@ -317,7 +320,7 @@ def test_hub_sync_mirrors_changes(results, benchmarks, tmp_path):
     sync = HubSync(lb.store, target, api)
     assert len(sync.run_once().uploaded) == 2  # the failed round left everything to upload
     mirrored = api.files[("org/results", "mosaic-mini/result-000001.json")]
-    assert mirrored["results"] == results and mirrored["labels"] == {"method": "MRT", "k": 4, "selector": "RKoN"}
+    assert mirrored["results"] == results and mirrored["labels"] == {"method": "mrt", "k": 4, "selector": "rkon"}
     request = api.files[("org/requests", "requests/request-000001.json")]
     assert request["status"] == "pending" and "claim_token" not in request and "log" not in request
     assert sync.run_once().uploaded == []  # nothing changed
