@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import numpy as np
-
 from evaluator.config import EvalConfig
 from evaluator.context import EvalContext
 from evaluator.metrics import REGISTRY, Metric, get_metric
@@ -14,6 +12,7 @@ from evaluator.results import RESULTS_SCHEMA_VERSION, check_output_path, environ
 from evaluator.stats import estimate
 from evaluator.variance_diag import diagnose
 from mosaic.errors import MosaicError
+from mosaic.selectors import row_rng
 
 
 def _applies(metric: Metric, layout: str, rows: list[dict]) -> bool:
@@ -164,18 +163,19 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
         distributed.merge_generation_files([rank_file.format(r) for r in range(dist.world)], merged_generations,
                                            position)
         cfg.generations = merged_generations
-    rng = np.random.default_rng(cfg.seed)
     metrics: dict[str, dict] = {}
     for config, metric, scores in gathered:
         if metric.details is not None:
             scores.extra = {**(scores.extra or {}), **metric.details(scores.values)}
         with ctx.timer("bootstrap"):
-            overall = estimate(scores.values, scores.clusters, metric.aggregate, rng, cfg.bootstrap_resamples)
+            key = f"{config}/{metric.name}"  # one generator per estimate: a CI does not depend on what else ran
+            overall = estimate(scores.values, scores.clusters, metric.aggregate, row_rng(cfg.seed, key),
+                               cfg.bootstrap_resamples)
             per_domain = {}
             for domain in sorted(set(scores.domains)):
                 idx = [i for i, d in enumerate(scores.domains) if d == domain]
-                per_domain[domain] = estimate(scores.values[idx], [scores.clusters[i] for i in idx],
-                                              metric.aggregate, rng, cfg.bootstrap_resamples).as_dict()
+                per_domain[domain] = estimate(scores.values[idx], [scores.clusters[i] for i in idx], metric.aggregate,
+                                              row_rng(cfg.seed, f"{key}/{domain}"), cfg.bootstrap_resamples).as_dict()
         metrics[f"{config}/{metric.name}"] = {
             **overall.as_dict(), "metric": metric.name, "config": config,
             "higher_is_better": metric.higher_is_better, "version": metric.version, "skipped": scores.skipped,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -64,6 +65,7 @@ def quality_weights(scores: np.ndarray, gamma: float) -> tuple[np.ndarray, np.nd
     minmax(s) = ones if max - min < 1e-8 else (s - min) / (max - min + 1e-8);
     w = clip(minmax(s), 1e-4, 1) ** gamma;  b = max(w, 1e-4).
     """
+    _check_gamma(gamma)
     raw = np.asarray(scores, dtype=np.float32)
     lo, hi = float(raw.min()), float(raw.max())
     normalized = np.ones_like(raw) if hi - lo < 1e-8 else (raw - lo) / (hi - lo + 1e-8)
@@ -72,8 +74,15 @@ def quality_weights(scores: np.ndarray, gamma: float) -> tuple[np.ndarray, np.nd
     return w.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
 
 
+def _check_gamma(gamma: float) -> None:
+    """A negative gamma would favour the worst responses and NaN would void the weights."""
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
+        raise MosaicError(f"gamma must be a finite number >= 0 (0 ignores quality), got {gamma!r}")
+
+
 def quality_weights_batch(scores: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
     """`quality_weights` row by row for a (P, N) score array; bitwise equal to the per-row call."""
+    _check_gamma(gamma)
     raw = np.asarray(scores, dtype=np.float32)
     lo, hi = raw.min(axis=1, keepdims=True), raw.max(axis=1, keepdims=True)
     span = hi.astype(np.float64) - lo.astype(np.float64)
@@ -119,7 +128,7 @@ def _scores(pool: Pool, selector: str) -> np.ndarray:
     if pool.scores is None:
         raise MosaicError(f"{pool.where}: selector {selector!r} needs a score for every response (field 'score')")
     s = np.asarray(pool.scores, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(s))
+    bad = np.flatnonzero(~np.isfinite(s) | (np.abs(s) > np.finfo(np.float32).max))  # scored in float32
     if bad.size:
         raise MosaicError(f"{pool.where}: responses[{int(bad[0])}].score is {s[bad[0]]!r}; "
                           f"selector {selector!r} needs finite scores")

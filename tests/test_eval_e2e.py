@@ -232,3 +232,17 @@ def test_static_generation_cache_end_to_end(bench, tiny_model_dir, tmp_path):
     assert sta_res["config"]["eval_config_hash"] == dyn_res["config"]["eval_config_hash"]
     code, _, err = _mosaic("eval", "--model", tiny_model_dir, "--data", bench, "--gen-cache", "paged")
     assert code != 0 and "--gen-cache" in err and "paged" in err
+
+
+def test_a_metric_ci_does_not_depend_on_the_other_metrics(first_run, bench, tmp_path):
+    """Each estimate draws from its own generator, keyed by seed, config, metric (and domain)."""
+    res = json.loads(first_run[0].read_text())
+    runs = []
+    for metrics in (["coverage@2"], ["diversity@2", "coverage@2"]):
+        out = tmp_path / f"{len(metrics)}.json"
+        code, _, err = _mosaic("eval", "--from-generations", res["generations_file"], "--data", bench, "--configs",
+                               "mosaic", "--n-samples", 2, "--metrics", *metrics, "--out", out, "--no-progress")
+        assert code == 0, err
+        runs.append(json.loads(out.read_text())["metrics"]["mosaic/coverage@2"])
+    assert runs[0]["ci95"] is not None and runs[0]["ci95"][0] < runs[0]["ci95"][1]
+    assert runs[0]["ci95"] == runs[1]["ci95"] and runs[0]["per_domain"] == runs[1]["per_domain"]

@@ -152,6 +152,18 @@ def test_calibration_fixed_table(load):
         cal.compute(predictions=[[0.6, 0.4]], references=[2])
     with pytest.raises(ValueError, match="non-negative"):
         cal.compute(predictions=[[0.0, 0.0]], references=[0])
+    # huge weights: their sum overflows float64, their proportions do not (tie -> option 0, confidence 0.5)
+    out = cal.compute(predictions=[[1e308, 1e308]], references=[0])
+    assert (out["accuracy"], out["ece"], out["brier"]) == (1.0, 0.5, 0.5)
+
+
+def test_coverage_and_diversity_refuse_k_above_the_generations(load):
+    """As the CLI does (min_samples): a coverage@10 of 3 generations would silently be coverage@3."""
+    gens, refs = [["a cat", "a dog", "a bird"]], [["a cat sat"]]
+    with pytest.raises(ValueError, match="3 generations, fewer than k=10"):
+        load("mosaic_coverage").compute(predictions=gens, references=refs, k=10)
+    with pytest.raises(ValueError, match="3 generations, fewer than k=4"):
+        load("mosaic_diversity").compute(predictions=gens, k=4)
 
 
 def test_passk_one_correct_one_wrong(load):

@@ -389,3 +389,16 @@ def test_select_cli_names_a_null_score(tmp_path, capsys):
     assert main(argv) == 2
     assert "row 'demo/q0/0': responses[1].score is null" in capsys.readouterr().err
     assert main(argv[:6] + ["rkon"] + argv[7:]) == 0  # rkon needs no scores
+
+
+def test_grades_refuses_a_gamma_or_scores_it_cannot_weigh():
+    pool = Pool(embeddings=np.eye(3, dtype=np.float32), scores=[1.0, 2.0, 3.0])
+    assert list(grades(pool, 1, gamma=0.75)) == [2]
+    for gamma in (-1.0, float("nan"), float("inf")):  # -1 would favour the worst response, nan void the weights
+        with pytest.raises(MosaicError, match="gamma must be a finite number >= 0"):
+            grades(pool, 1, gamma=gamma)
+        with pytest.raises(MosaicError, match="gamma must be a finite number >= 0"):
+            quality_weights_batch(np.array([[1.0, 2.0]]), gamma)
+    huge = Pool(embeddings=np.eye(3, dtype=np.float32), scores=[1e39, 0.0, 1.0])  # inf once cast to float32
+    with pytest.raises(MosaicError, match=r"responses\[0\].score"):
+        grades(huge, 1)

@@ -56,9 +56,11 @@ def _distribution(values, where: str) -> np.ndarray:
     p = np.asarray(values, dtype=np.float64)
     if p.ndim != 1 or len(p) < 2:
         raise ValueError(f"{where}: expected at least two option probabilities, got {values!r}")
-    if not np.isfinite(p).all() or (p < 0).any() or not p.sum() > 0:
+    if not np.isfinite(p).all() or (p < 0).any() or not p.max() > 0:
         raise ValueError(f"{where}: option probabilities must be finite, non-negative and not all zero: {values!r}")
-    return p / p.sum()
+    if not np.isfinite(p.sum()):  # huge weights (1e308 + 1e308): scale first, so the sum does not overflow
+        p = p / p.max()
+    return p / p.sum()  # otherwise exactly as `mosaic eval` renormalises
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

@@ -71,6 +71,8 @@ class MosaicCoverage(evaluate.Metric):
                 raise ValueError(f"prompt {i}: no generations")
             if not r:
                 raise ValueError(f"prompt {i}: no references")
+            if k is not None and len(g) < k:
+                raise ValueError(f"prompt {i}: {len(g)} generations, fewer than k={k} (coverage@k needs k)")
         # every distinct text embedded once, in sorted order, as `mosaic eval` does
         texts = sorted({t for group in gens + refs for t in group})
         emb = dict(zip(texts, embed(texts, batch_size=batch_size)))

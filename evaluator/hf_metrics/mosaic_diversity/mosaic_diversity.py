@@ -61,6 +61,8 @@ class MosaicDiversity(evaluate.Metric):
         for i, g in enumerate(gens):
             if len(g) < 2:
                 raise ValueError(f"prompt {i}: diversity needs at least 2 generations, got {len(g)}")
+            if k is not None and len(g) < k:
+                raise ValueError(f"prompt {i}: {len(g)} generations, fewer than k={k} (diversity@k needs k)")
         # every distinct text embedded once, in sorted order, as `mosaic eval` does
         texts = sorted({t for group in gens for t in group})
         emb = dict(zip(texts, embed(texts, batch_size=batch_size)))
