@@ -7,7 +7,10 @@ each step it computes, in float32, T_c = sum(b * maximum(cov, w_c * sim[:, c])) 
 unselected c and keeps the first c with the largest T_c (strict `>`, so the lowest index
 wins ties). We compute the same float32 values with the same numpy reductions (pairwise
 summation over a contiguous last axis, bitwise equal to the 1-D `np.sum`), so ties and
-near-ties resolve identically.
+near-ties resolve identically given the same `sim`. Our cosine kernel is symmetrised,
+((cos + cos^T)/2 + 1)/2, where the paper computes (e @ e^T + 1)/2; the two differ by up to one
+float32 ulp, which flips an exact tie in well under 1 % of pools (a review measured 3 of 400
+random DKoN pools).
 
 Speed comes from two things. (1) Prompts of equal pool size are processed together as one
 (P, N, N) tensor. (2) Lazy greedy: by submodularity the increment T_c - F(S) can only
