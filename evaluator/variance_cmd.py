@@ -22,7 +22,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    "new response (default 10)")
     p.add_argument("--batch-size", type=int, default=8, help="references per scoring pass (default 8)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, ... (default auto)")
-    p.add_argument("--seed", type=int, default=0, help="subset and bootstrap seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", default="results/variance.json", help="results JSON (default results/variance.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
