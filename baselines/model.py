@@ -17,8 +17,6 @@ from typing import Any
 from baselines.config import TrainConfig
 from mosaic.errors import MosaicError
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tiktoken.model")
-
 
 @dataclass
 class ModelSpec:
@@ -34,13 +32,11 @@ def inspect_model(cfg: TrainConfig) -> ModelSpec:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from mosaic.models import resolve_model
+    from mosaic.models import check_tokenizer_files, resolve_model
 
     source, model_id, revision = resolve_model(cfg.model)
     local = Path(source).is_dir()
-    if local and not any((Path(source) / name).exists() for name in TOKENIZER_FILES):
-        raise MosaicError(f"model folder {source}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); copy "
-                          "the model's tokenizer files into it")
+    check_tokenizer_files(source)
     try:
         config = AutoConfig.from_pretrained(source)
         tokenizer = AutoTokenizer.from_pretrained(source)

@@ -129,8 +129,8 @@ class HFBackend:
         encoded.sort(key=lambda e: (e[0].max_new_tokens, len(e[1]), e[0].row_id, e[0].sample_index))
         stop = sorted({fmt.end_token_id, *([tok.eos_token_id] if tok.eos_token_id is not None else [])})
         pad = tok.pad_token_id if tok.pad_token_id is not None else stop[0]
-        todo = [(r.row_id, r.sample_index) not in done for r in requests]
-        bar = tqdm(total=sum(todo), desc="generating", unit="sample", disable=not self.progress)
+        todo = sum((r.row_id, r.sample_index) not in done for r in requests)
+        bar = tqdm(total=todo, desc="generating", unit="sample", disable=not self.progress)
         for b, (batch, real, static) in enumerate(self._batches(model, encoded)):
             if all((r.row_id, r.sample_index) in done for r, _ in batch[:real]):
                 continue
@@ -263,10 +263,15 @@ def ensure_generations(ctx) -> dict[str, list[str]]:
     return ctx.memo("generations", lambda: _ensure(ctx))
 
 
+def rows_to_generate(rows: dict[str, list[dict]], layouts: dict[str, str]) -> list[tuple[str, dict]]:
+    """(config, row) of every record row with responses or tests: the rows that get generations."""
+    return [(c, r) for c, rs in rows.items() if layouts[c] == "record" for r in rs
+            if r["responses"] or r["tests"] is not None]
+
+
 def _ensure(ctx) -> dict[str, list[str]]:
     cfg = ctx.cfg
-    rows = [r for c, rs in ctx.rows.items() if ctx.layouts[c] == "record" for r in rs
-            if r["responses"] or r["tests"] is not None]
+    rows = [r for _, r in rows_to_generate(ctx.rows, ctx.layouts)]
     if cfg.from_generations:
         lines = read_generations(cfg.from_generations)
         ctx.notes["generations"] = {"source": cfg.from_generations, "generated": 0,

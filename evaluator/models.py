@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
-from mosaic.models import DEFAULT_MODEL, choose_device, file_hash, resolve_model
+from mosaic.models import DEFAULT_MODEL, check_tokenizer_files, choose_device, file_hash, resolve_model
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model"]
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.json")
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -49,9 +48,7 @@ def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: st
     at = {"revision": revision} if revision else {}
     where = f" at revision {revision!r}" if revision else ""
     local = Path(source).is_dir()
-    if local and not any((Path(source) / f).exists() for f in _TOKENIZER_FILES):
-        raise MosaicError(f"model folder {source}: no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}); "
-                          "save the tokenizer next to the model")
+    check_tokenizer_files(source)
     weights = sorted(Path(source).glob("*.safetensors")) + sorted(Path(source).glob("*.bin"))
     base_hash = file_hash(weights) if weights else None
     found = _check_adapter(adapter, model_id, source, base_hash) if adapter else None

@@ -52,7 +52,8 @@ def _is(value: Any, typ: type) -> bool:
     return isinstance(value, typ)
 
 
-def _count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
+    """A whole number >= 0 (a JSON true is not one)."""
     return _is(value, int) and value >= 0
 
 
@@ -71,9 +72,9 @@ def _config_problems(data: dict) -> list[str]:
             problems.append(f"data.configs.{name}.fingerprint missing")
         if not isinstance(cfg.get("layout"), str):
             problems.append(f"data.configs.{name}.layout must be str")
-        if not _count(cfg.get("rows")):
+        if not is_count(cfg.get("rows")):
             problems.append(f"data.configs.{name}.rows must be a count")
-        if "rows_evaluated" in cfg and not _count(cfg["rows_evaluated"]):
+        if "rows_evaluated" in cfg and not is_count(cfg["rows_evaluated"]):
             problems.append(f"data.configs.{name}.rows_evaluated must be a count")
     return problems
 
@@ -85,7 +86,7 @@ def _metric_problems(key: str, m: Any) -> list[str]:
                 if not _is(m.get(field), typ)]
     if isinstance(m.get("value"), float) and not math.isfinite(m["value"]):
         problems.append(f"metrics[{key!r}].value is not finite")
-    if m.get("skipped") is not None and not _count(m["skipped"]):  # rows the metric could not score
+    if m.get("skipped") is not None and not is_count(m["skipped"]):  # rows the metric could not score
         problems.append(f"metrics[{key!r}].skipped must be a count of rows or null")
     if isinstance(m.get("per_domain"), dict):
         problems += [f"metrics[{key!r}].per_domain[{d!r}] must be an object" for d, est in m["per_domain"].items()

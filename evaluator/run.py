@@ -65,11 +65,10 @@ def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], d
 def fewest_samples(path: str, rows: dict[str, list[dict]], layouts: dict[str, str]) -> int:
     """The smallest number of samples that the generations file holds for an evaluated row that gets
     generations (record rows with responses or tests): the --n-samples of a --from-generations run."""
-    from evaluator.generation import read_generations, samples_by_row
+    from evaluator.generation import read_generations, rows_to_generate, samples_by_row
 
     have = samples_by_row(read_generations(path))
-    counts = [(len(have.get(r["id"], [])), c, r["id"]) for c, rs in rows.items() if layouts[c] == "record"
-              for r in rs if r["responses"] or r["tests"] is not None]
+    counts = [(len(have.get(r["id"], [])), c, r["id"]) for c, r in rows_to_generate(rows, layouts)]
     if not counts:
         raise MosaicError(f"--from-generations {path}: no evaluated config has rows that get generations "
                           f"(configs: {', '.join(rows)})")
@@ -86,9 +85,11 @@ def subsample_items(rows: list[dict], max_items: int) -> list[dict]:
     not depend on --seed, so a seed sweep changes the samples and resamples, never the items."""
     import hashlib
 
+    domain_of: dict[str, str] = {}
+    for r in rows:
+        domain_of.setdefault(r["item_id"], r["domain"])  # an item's domain: that of its first row
     by_domain: dict[str, list[str]] = {}
-    for item in dict.fromkeys(r["item_id"] for r in rows):
-        domain = next(r["domain"] for r in rows if r["item_id"] == item)
+    for item, domain in domain_of.items():
         by_domain.setdefault(domain, []).append(item)
     queues = [sorted(items, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
               for _, items in sorted(by_domain.items())]

@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from evaluator.metrics import LAYOUTS, RANGE_SLACK, REGISTRY, Metric
+from evaluator.results import is_count
 from leaderboard_app.policy import MAX_NAME_CHARS, clean_text
 
 MAX_METRICS = 500
@@ -32,10 +33,6 @@ def finite(x: Any) -> bool:
         return math.isfinite(x)
     except OverflowError:
         return False
-
-
-def count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def range_text(spec: Metric) -> str:
@@ -59,13 +56,13 @@ def estimate_problems(where: str, est: Any, spec: Metric | None, rows: int | Non
         problems.append(f"{where}.value must be a finite number")
     elif spec is not None and not _in_range(value, spec):
         problems.append(f"{where}.value {value:g} is outside {spec.name}'s range {range_text(spec)}")
-    if not count(n):
+    if not is_count(n):
         problems.append(f"{where}.n must be a whole number >= 0")
     elif rows is not None and n > rows:
         problems.append(f"{where}.n {n} is more than the config's {rows} evaluated rows")
-    if not count(clusters):
+    if not is_count(clusters):
         problems.append(f"{where}.n_clusters must be a whole number >= 0")
-    elif count(n) and (clusters > n or (n > 0) != (clusters > 0)):
+    elif is_count(n) and (clusters > n or (n > 0) != (clusters > 0)):
         problems.append(f"{where}.n_clusters {clusters} is impossible for n {n} rows")
     if ci is None:
         return problems
@@ -76,7 +73,7 @@ def estimate_problems(where: str, est: Any, spec: Metric | None, rows: int | Non
         problems.append(f"{where}.ci95 [{low:g}, {high:g}] has low > high")
     if spec is not None and not (_in_range(low, spec) and _in_range(high, spec)):
         problems.append(f"{where}.ci95 [{low:g}, {high:g}] reaches outside {spec.name}'s range {range_text(spec)}")
-    if count(clusters) and clusters < 2:
+    if is_count(clusters) and clusters < 2:
         problems.append(f"{where}.ci95 is given, but a bootstrap over {clusters} item cluster(s) has no interval")
     if not problems and finite(value):
         slack = _CI_TOLERANCE * max(1.0, abs(value))
@@ -117,7 +114,7 @@ def metric_problems(obj: dict, domains: dict[str, frozenset[str]], warnings: lis
                             f"layout), but config {m['config']!r} has layout {facts['layout']!r}")
         rows = facts.get("rows_evaluated", facts["rows"])
         skipped = m.get("skipped")
-        if count(skipped) and count(m["n"]) and m["n"] + skipped > rows:
+        if is_count(skipped) and is_count(m["n"]) and m["n"] + skipped > rows:
             problems.append(f"{where}: n {m['n']} + skipped {skipped} is more than the config's {rows} "
                             "evaluated rows")
         problems += estimate_problems(where, m, spec, rows, warnings)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.config import results_config_hash
-from evaluator.results import validate_results
-from leaderboard_app.checks import count, metric_problems
+from evaluator.results import is_count, validate_results
+from leaderboard_app.checks import metric_problems
 from leaderboard_app.policy import MAX_NAME_CHARS, clean_text, normalise_labels, parse_labels
 from leaderboard_app.records import Labels, Submission, SubmissionRejected
 from mosaic.errors import MosaicError
@@ -71,7 +71,7 @@ def load_benchmark(source: str | Path) -> Benchmark:
                 raise MosaicError(f"benchmark {source}: config {config!r} split {split!r} has no fingerprint in its "
                                   "card; export it with `mosaic build` so results can be checked against it")
             fingerprints.setdefault(config, {})[split] = facts["fingerprint"]
-            if count(facts.get("rows")):
+            if is_count(facts.get("rows")):
                 rows.setdefault(config, {})[split] = facts["rows"]
     domains = {config: _declared_domains(source, config, entry.get("notes")) for config, entry in manifest.items()}
     return Benchmark(suite, str(source), fingerprints, rows, {c: d for c, d in domains.items() if d})
@@ -140,7 +140,7 @@ def _model_problems(obj: dict) -> list[str]:
         if model.get(name) is not None and not isinstance(model[name], str):
             problems.append(f"model.{name} must be text or null")
     n = model.get("num_parameters")
-    if n is not None and not (count(n) and n <= MAX_PARAMETERS):
+    if n is not None and not (is_count(n) and n <= MAX_PARAMETERS):
         problems.append(f"model.num_parameters must be a count from 0 to {MAX_PARAMETERS:.0e} or null")
     if adapter is not None:
         card = adapter.get("training_card") if isinstance(adapter, dict) else None

@@ -87,6 +87,17 @@ def resolve_model(spec: str) -> tuple[str, str, str | None]:
     return spec, spec, None
 
 
+# Files a tokenizer reads its vocabulary from; a local model folder needs one of them.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "tiktoken.model")
+
+
+def check_tokenizer_files(source: str) -> None:
+    """Refuse a local model folder without tokenizer files, before anything is loaded from it."""
+    if Path(source).is_dir() and not any((Path(source) / name).exists() for name in TOKENIZER_FILES):
+        raise MosaicError(f"model folder {source}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); "
+                          "save the model's tokenizer files next to its weights")
+
+
 def choose_device(requested: str = "auto") -> tuple[str, Any]:
     """(device, dtype): bf16 on CUDA, fp32 on CPU (CPU bf16 matmuls are slow and less exact)."""
     import torch

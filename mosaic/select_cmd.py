@@ -70,11 +70,10 @@ def _check_out(args: argparse.Namespace, name: str) -> None:
     from pathlib import Path
 
     from mosaic.errors import MosaicError
-    from mosaic.hub import read_manifest
+    from mosaic.hub import check_out, read_manifest
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise MosaicError(f"--out {out}: is a file, not a folder")
+    check_out(out, [name])  # not a file, not another tool's folder (the checks export_folder makes at the end)
     if args.overwrite:
         return
     if out.exists() and Path(args.data).exists() and out.resolve() == Path(args.data).resolve():
