@@ -99,10 +99,10 @@ class TrainConfig:
                        "uses its own device", "runtime", choices=DEVICES)
     gradient_checkpointing: bool = _opt(False, "recompute activations in backward (less memory, slower)",
                                         "runtime")
-    compile: bool = _opt(False, "torch.compile the decoder stack (dynamic shapes, compiled in place so the "
-                         "adapter saves as usual): the first step compiles (about a minute), later steps run "
-                         "fused kernels; meant for GPUs, where a small model's step is bound by kernel launches",
-                         "runtime")
+    compile: bool = _opt(False, "torch.compile each decoder layer (dynamic shapes, in place so the adapter "
+                         "saves as usual; the layers share one compiled graph): the first step compiles (about "
+                         "30 s), later steps run fused kernels; meant for GPUs, where a small model's step is "
+                         "bound by kernel launches", "runtime")
     seed: int = _opt(0, "seed for selection, data order, LoRA init and dropout", "runtime")
     progress: bool = _opt(True, "tqdm progress bar (--no-progress to hide)", "runtime")
 

@@ -95,8 +95,24 @@ def load_lora_model(cfg: TrainConfig, spec: ModelSpec, device: Any, dtype: Any) 
         model = get_peft_model(base, lora)
     model = model.to(device)
     if cfg.compile:
-        model.get_base_model().get_decoder().compile(dynamic=True)  # in place: parameter names unchanged
+        compile_layers(model)
     return model
+
+
+def compile_layers(model: Any) -> int:
+    """torch.compile each decoder layer in place (dynamic shapes); returns how many were compiled.
+
+    Per layer rather than the whole stack: the layers share one class and, with parameters passed
+    as graph inputs, one traced graph (two: the first layer's input needs no gradient), so compiling
+    costs one layer's tracing instead of all of them (measured on this CPU for SmolLM2-135M's 30
+    layers: 28 s against 265 s for the stack) while each layer still runs as fused kernels. In
+    place, so parameter and adapter names do not change."""
+    layers = getattr(model.get_base_model().get_decoder(), "layers", None)
+    if layers is None or not len(layers):
+        raise MosaicError("--compile: this model's decoder has no `layers` list to compile")
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 def trainable_parameters(model: Any) -> list[Any]:

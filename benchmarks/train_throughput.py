@@ -14,7 +14,7 @@ the step order of our trainer's seeded plan. The loss is the completion-only NLL
 - ours: `baselines.trainer.train` itself (method mrt, K = all, the same batch): sequences packed
   into rows of --pack-length tokens with position ids restarting per sequence (no attention across
   sequences, no padding compute), logits only at completion positions, bf16 autocast and fused
-  AdamW on CUDA; with --compile, its decoder stack torch.compiled.
+  AdamW on CUDA; with --compile, each of its decoder layers torch.compiled.
 
 Each contender runs in its own child process (so peak memory is its own: CUDA max allocated, or
 peak RSS on CPU). tokens/s = real (non-pad) tokens of the timed steps / their wall time; the
@@ -156,7 +156,7 @@ def main() -> int:
     p.add_argument("--pack-length", type=int, default=2048, help="our packed row length (default 2048)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--compile", action="store_true",
-                   help="ours with `mosaic train --compile` (torch.compile of the decoder stack); raise --warmup "
+                   help="ours with `mosaic train --compile` (torch.compile of each decoder layer); raise --warmup "
                         "past the compiling steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--role", choices=["both", "plain", "ours"], default="both", help=argparse.SUPPRESS)

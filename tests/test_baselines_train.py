@@ -244,16 +244,31 @@ def test_tokenizer_without_pad_or_eos_is_refused(tiny_model_dir, train_data, tmp
         inspect_model(tiny_config(train_data, bare, tmp_path / "o"))
 
 
-def test_compiled_decoder_makes_the_same_updates_and_adapter(runs, tiny_model_dir, train_data, tmp_path):  # noqa: F811
-    """--compile (torch.compile of the decoder stack, in place) changes no loss and no saved name:
-    the adapter loads like an eager one. CPU here; its speed is a GPU question."""
+def test_compiled_layers_make_the_same_updates_and_adapter_from_two_graphs(tiny_model_dir, train_data, tmp_path):  # noqa: F811
+    """--compile (torch.compile of each decoder layer, in place) changes no loss and no saved name: the
+    adapter loads like an eager one. The 4 layers share their compiled code: 2 graphs (the first
+    layer's input needs no gradient, the others' do), not one per layer, and none is retraced when
+    the packed rows change shape from step to step. CPU here; its speed is a GPU question."""
+    import torch._dynamo
     from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    eager = runs["mrt"]
-    got = train(tiny_config(train_data, tiny_model_dir, tmp_path / "compiled", compile=True))
+    deep = tmp_path / "deep"
+    shutil.copytree(tiny_model_dir, deep)
+    cfg = AutoConfig.from_pretrained(deep)
+    cfg.num_hidden_layers = 4
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(deep)
+    eager = train(tiny_config(train_data, deep, tmp_path / "eager", batch_size=3))  # rows change width
+    assert len({e["tokens"] for e in eager.card["loss_curve"]}) > 2
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    got = train(tiny_config(train_data, deep, tmp_path / "compiled", batch_size=3, compile=True))
     assert got.card["runtime"]["compile"] is True and eager.card["runtime"]["compile"] is False
     assert [e["loss"] for e in got.card["loss_curve"]] == pytest.approx(
         [e["loss"] for e in eager.card["loss_curve"]], abs=1e-4)
+    stats = torch._dynamo.utils.counters["stats"]
+    assert stats["unique_graphs"] == 2 and not torch._dynamo.utils.counters["graph_break"]
     a = load_file(tmp_path / "compiled" / "adapter_model.safetensors")
     b = load_file(eager.out / "adapter_model.safetensors")
     assert sorted(a) == sorted(b) and not any("_orig_mod" in k for k in a)
