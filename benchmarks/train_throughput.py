@@ -5,6 +5,9 @@ AdamW, on the same examples in the same order: MOSAIC-mini train split (or --dat
 response of every prompt, formatted as `mosaic eval` scores them (chat template, completion =
 response + end-of-turn token), cut to --seq-len tokens, --batch-size examples per optimizer step,
 the step order of our trainer's seeded plan. The loss is the completion-only NLL for both.
+With --ours-batch-sizes, ours also runs at other examples per step against the same plain run
+(bigger steps amortise the per-step overhead that bounds a small model on a GPU); those runs see
+other batches, so only a run at --batch-size is held to plain's losses.
 
 - plain: the loop people write first. Each batch is padded to --seq-len (batch x seq-len slots,
   e.g. 16 x 512) with an attention mask, `model(input_ids, attention_mask, labels)` (HF's loss,
@@ -43,8 +46,9 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not ben
 def _config(args: argparse.Namespace, out: str, role: str = "ours"):
     from baselines.config import TrainConfig
 
+    batch = args.batch_size if role == "plain" or not args.ours_batch else args.ours_batch
     return TrainConfig(method="mrt", data=args.data, config=args.config, split="train", model=args.model, out=out,
-                       max_steps=args.steps, batch_size=args.batch_size, grad_accum=1, max_length=args.seq_len,
+                       max_steps=args.steps, batch_size=batch, grad_accum=1, max_length=args.seq_len,
                        pack_length=max(args.pack_length, args.seq_len), lr=1.2e-4, warmup_ratio=0.0,
                        lora_dropout=0.0, seed=args.seed, progress=False, device=args.device,
                        compile=args.compile and role == "ours").check()
@@ -131,10 +135,10 @@ def run_plain(args: argparse.Namespace) -> dict:
             "last_loss": losses[-1], "device": device}
 
 
-def _child(args: argparse.Namespace, role: str) -> dict:
+def _child(args: argparse.Namespace, role: str, ours_batch: int | None = None) -> dict:
     flags = [f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f"={v}") for k, v in vars(args).items()
-             if k != "role" and v is not False]
-    cmd = [sys.executable, __file__, "--role", role] + flags
+             if k not in ("role", "ours_batch", "ours_batch_sizes") and v is not False]
+    cmd = [sys.executable, __file__, "--role", role] + flags + ([f"--ours-batch={ours_batch}"] if ours_batch else [])
     env = dict(os.environ, TQDM_DISABLE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -158,35 +162,53 @@ def main() -> int:
     p.add_argument("--compile", action="store_true",
                    help="ours with `mosaic train --compile` (torch.compile of each decoder layer); raise --warmup "
                         "past the compiling steps")
+    p.add_argument("--ours-batch-sizes", default=None, metavar="N,N",
+                   help="also run ours at these examples per step (e.g. 16,64; bigger steps are one of the levers): "
+                        "each is timed against the same plain run at --batch-size; only runs at --batch-size make "
+                        "the same updates as plain, so only theirs are loss-checked")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--role", choices=["both", "plain", "ours"], default="both", help=argparse.SUPPRESS)
+    p.add_argument("--ours-batch", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if not 0 <= args.warmup < args.steps:
         p.error("need 0 <= --warmup < --steps")
     if args.role != "both":
         print(json.dumps((run_plain if args.role == "plain" else run_ours)(args)))
         return 0
-    results = {role: _child(args, role) for role in ("plain", "ours")}
-    plain, ours = results["plain"], results["ours"]
-    print(f"\ntraining throughput on {ours['device']}: model {args.model}, LoRA r 16 on 7 projections, batch "
-          f"{args.batch_size} x {args.seq_len}, {args.steps} steps ({args.warmup} untimed)"
+    try:
+        sizes = sorted({int(x) for x in args.ours_batch_sizes.split(",")}) if args.ours_batch_sizes else \
+            [args.batch_size]
+    except ValueError:
+        p.error(f"--ours-batch-sizes {args.ours_batch_sizes!r}: give positive integers separated by commas")
+    if min(sizes) < 1:
+        p.error("--ours-batch-sizes: every size must be >= 1")
+    plain = _child(args, "plain")
+    results = [("plain", args.batch_size, plain)] + [("ours", b, _child(args, "ours", b)) for b in sizes]
+    print(f"\ntraining throughput on {results[-1][2]['device']}: model {args.model}, LoRA r 16 on 7 projections, "
+          f"{args.seq_len} tokens per example at most, {args.steps} steps ({args.warmup} untimed)"
           + (", ours compiled" if args.compile else ""))
-    print(f"{'contender':<10} {'tokens/s':>10} {'slot tok/s':>11} {'padding':>8} {'peak MB':>9} "
-          f"{'loss@1':>9} {'loss@end':>9}")
-    for name, r in results.items():
+    print(f"{'contender':<10} {'batch':>5} {'tokens/s':>10} {'slot tok/s':>11} {'padding':>8} {'peak MB':>9} "
+          f"{'loss@1':>9} {'loss@end':>9} {'vs plain':>8}")
+    plain_rate = plain["tokens"] / plain["seconds"]
+    for name, batch, r in results:
         slot = f"{r['slots'] / r['seconds']:.0f}" if r["slots"] else "-"
-        print(f"{name:<10} {r['tokens'] / r['seconds']:>10.0f} {slot:>11} {r['padding']:>8.1%} {r['peak_mb']:>9.0f} "
-              f"{r['first_loss']:>9.4f} {r['last_loss']:>9.4f}")
-    print(f"speed-up {ours['tokens'] / ours['seconds'] / (plain['tokens'] / plain['seconds']):.2f}x, "
-          f"peak memory {ours['peak_mb'] / plain['peak_mb']:.2f}x of plain")
-    if plain["tokens"] != ours["tokens"]:
-        print(f"FAIL: the contenders saw different tokens ({plain['tokens']} vs {ours['tokens']})")
-        return 1
-    tol = 1e-4 if ours["device"] == "cpu" else 2e-2
-    for key in ("first_loss", "last_loss"):
-        if abs(plain[key] - ours[key]) > tol * abs(plain[key]):
-            print(f"FAIL: the {key.replace('_', ' ')}es differ beyond {tol} relative")
+        rate = r["tokens"] / r["seconds"]
+        print(f"{name:<10} {batch:>5} {rate:>10.0f} {slot:>11} {r['padding']:>8.1%} {r['peak_mb']:>9.0f} "
+              f"{r['first_loss']:>9.4f} {r['last_loss']:>9.4f} {rate / plain_rate:>7.2f}x")
+    best = max(results[1:], key=lambda x: x[2]["tokens"] / x[2]["seconds"])
+    print(f"speed-up {best[2]['tokens'] / best[2]['seconds'] / plain_rate:.2f}x (ours at batch {best[1]} vs plain at "
+          f"batch {args.batch_size}), peak memory {best[2]['peak_mb'] / plain['peak_mb']:.2f}x of plain")
+    tol = 1e-4 if plain["device"] == "cpu" else 2e-2
+    for _, batch, ours in results[1:]:
+        if batch != args.batch_size:
+            continue
+        if plain["tokens"] != ours["tokens"]:
+            print(f"FAIL: the contenders saw different tokens ({plain['tokens']} vs {ours['tokens']})")
             return 1
+        for key in ("first_loss", "last_loss"):
+            if abs(plain[key] - ours[key]) > tol * abs(plain[key]):
+                print(f"FAIL: the {key.replace('_', ' ')}es differ beyond {tol} relative")
+                return 1
     return 0
 
 

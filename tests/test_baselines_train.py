@@ -217,18 +217,22 @@ def test_tokenizer_model_mismatch(tiny_model_dir, train_data, tmp_path):  # noqa
 
 def test_throughput_benchmark_runs_on_cpu(tiny_model_dir, train_data):  # noqa: F811
     """benchmarks/train_throughput.py at toy size: both contenders see the same tokens and agree on the
-    step-1 loss (HF's own loss for the padded plain loop vs our packed completion-only loss)."""
+    step-1 loss (HF's own loss for the padded plain loop vs our packed completion-only loss); ours at
+    another batch size is timed against the same plain run but sees other examples."""
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
     proc = subprocess.run([sys.executable, str(script), "--model", str(tiny_model_dir), "--data", str(train_data),
                            "--config", "demo", "--steps", "3", "--warmup", "1", "--batch-size", "4", "--seq-len",
-                           "64", "--pack-length", "128", "--device", "cpu"], capture_output=True, text=True,
-                          timeout=600)
+                           "64", "--pack-length", "128", "--device", "cpu", "--ours-batch-sizes", "4,8"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith(("plain", "ours"))}
-    assert set(rows) == {"plain", "ours"} and rows["plain"][5] == rows["ours"][5]  # loss@1 to 4 decimals
-    assert "speed-up" in proc.stdout
+    rows = {tuple(line.split()[:2]): line.split() for line in proc.stdout.splitlines()
+            if line.startswith(("plain", "ours"))}
+    assert set(rows) == {("plain", "4"), ("ours", "4"), ("ours", "8")}
+    assert rows["plain", "4"][6] == rows["ours", "4"][6]  # loss@1 to 4 decimals: the same first batch
+    assert rows["ours", "8"][6] != rows["ours", "4"][6]  # twice the examples: another first batch
+    assert "speed-up" in proc.stdout and "vs plain at batch 4" in proc.stdout
 
 
 def test_tokenizer_without_pad_or_eos_is_refused(tiny_model_dir, train_data, tmp_path):  # noqa: F811
