@@ -23,6 +23,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from baselines.profiling import steps_needed
 from mosaic.benchmark import DEFAULT_DATA
 from mosaic.errors import MosaicError
 from mosaic.models import DEFAULT_MODEL
@@ -103,6 +104,10 @@ class TrainConfig:
                          "saves as usual; the layers share one compiled graph): the first step compiles (about "
                          "30 s), later steps run fused kernels; meant for GPUs, where a small model's step is "
                          "bound by kernel launches", "runtime")
+    profile: int = _opt(0, "profile this many optimizer steps with torch.profiler after the first three (two "
+                        "skipped, one profiler warm-up) and write profile.txt next to the adapter: time per step "
+                        "on the host and the device, kernel launches, the costliest operators (0 = off)",
+                        "runtime", metavar="STEPS")
     seed: int = _opt(0, "seed for selection, data order, LoRA init and dropout", "runtime")
     progress: bool = _opt(True, "tqdm progress bar (--no-progress to hide)", "runtime")
 
@@ -162,6 +167,11 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise MosaicError(f"{_flag(name)} must be >= 1 (got {getattr(self, name)})")
+        if self.profile < 0:
+            raise MosaicError(f"--profile must be >= 0 (got {self.profile})")
+        if self.profile and self.max_steps < steps_needed(self.profile):
+            raise MosaicError(f"--profile {self.profile} needs --max-steps >= {steps_needed(self.profile)} (the "
+                              f"first {steps_needed(0)} steps are not profiled); got --max-steps {self.max_steps}")
         if self.packing and self.pack_length < self.max_length:
             raise MosaicError(f"--pack-length {self.pack_length} is shorter than --max-length {self.max_length}: "
                               "a packed row must hold the longest example")

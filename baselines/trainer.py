@@ -35,6 +35,7 @@ from baselines.data import PairExample, TrainSet, build, check_rows, load_rows, 
 from baselines.losses import sequence_logprobs, spl_loss, spl_margin, token_logprobs
 from baselines.model import inspect_model, load_lora_model, trainable_parameters, weights_hash
 from baselines.packing import collate, logits_mask_supported, micro_batches, step_plan
+from baselines.profiling import PROFILE_NAME, StepProfiler
 from mosaic.errors import MosaicError
 from mosaic.formatting import detect_format
 
@@ -49,10 +50,11 @@ class TrainResult:
     def summary(self) -> str:
         c, curve = self.card, self.card["loss_curve"]
         t, d = c["throughput"], c["data"]
+        profile = f"; profile in {self.out / t['profile']['file']}" if t.get("profile") else ""
         return (f"wrote {self.out}: {c['method']} K={c['k'] or 'all'} {c['optimisation']['steps']} steps x "
                 f"{c['optimisation']['effective_batch']} {c['optimisation']['unit']}, loss {curve[0]['loss']:.4f} "
-                f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; {_data_summary(d)}; evaluate with "
-                f"`mosaic eval --model {c['model']['id']} --adapter {self.out}`")
+                f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; {_data_summary(d)}{profile}; evaluate "
+                f"with `mosaic eval --model {c['model']['id']} --adapter {self.out}`")
 
 
 def _data_summary(d: dict[str, Any]) -> str:
@@ -163,21 +165,39 @@ def _pair_seqs(pairs: list[PairExample]) -> list[tuple]:
     return [s for p in pairs for s in ((p.prompt_ids, p.chosen_ids), (p.prompt_ids, p.rejected_ids))]
 
 
-def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sched: Any) -> tuple[list, dict]:
+def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sched: Any,
+          profiler: Any = None) -> tuple[list, dict]:
     from tqdm.auto import tqdm
 
     ts = steps.ts
     lengths = [len(e.prompt_ids) + e.label_tokens for e in ts.examples]
     per_step = cfg.batch_size * cfg.grad_accum * acc.num_processes
     plan = step_plan(len(ts.examples), cfg.max_steps, per_step, cfg.seed)
-    run = steps.pref if ts.kind == "pref" else steps.sft
-    curve, totals = [], torch.zeros(6, dtype=torch.float64)
+    totals = torch.zeros(6, dtype=torch.float64)
     bar = tqdm(total=cfg.max_steps, desc=f"train {cfg.method}", unit="step", file=sys.stderr,
                disable=not (cfg.progress and acc.is_main_process))
     if acc.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(acc.device)
     start = time.perf_counter()
     steps.wrapped.train()
+    with profiler or nullcontext():
+        curve = _steps(cfg, acc, steps, params, opt, sched, plan, lengths, bar, profiler, start, totals)
+    bar.close()
+    wall = time.perf_counter() - start
+    if not all(bool(p.isfinite().all()) for p in params):  # the last update blew up
+        raise MosaicError(f"step {len(plan)}: the update made the adapter weights non-finite; {_NOT_SAVED}")
+    peak = torch.cuda.max_memory_allocated(acc.device) / 2**20 if acc.device.type == "cuda" else None
+    throughput = {"wall_s": round(wall, 3), "tokens": int(totals[2]), "tokens_per_s": float(totals[2]) / wall,
+                  "padding_fraction": round(1 - float(totals[2] / totals[3]), 4), "peak_memory_mb": peak,
+                  "reference_passes": len(steps.ref) if ts.kind == "pref" else None}
+    return curve, throughput
+
+
+def _steps(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sched: Any, plan: list, lengths: list,
+           bar: Any, profiler: Any, start: float, totals: Any) -> list:
+    """Every optimizer step of `plan`; the loss curve (`totals` accumulates the step statistics)."""
+    ts, curve = steps.ts, []
+    run = steps.pref if ts.kind == "pref" else steps.sft
     for number, idx in enumerate(plan, 1):
         denom = float(len(idx)) if ts.kind == "pref" else float(sum(ts.examples[i].label_tokens for i in idx))
         parts = micro_batches(idx, lengths, acc.process_index, acc.num_processes, cfg.batch_size, cfg.grad_accum)
@@ -201,15 +221,9 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
         curve.append(entry)
         bar.update(1)
         bar.set_postfix(loss=f"{entry['loss']:.4f}")
-    bar.close()
-    wall = time.perf_counter() - start
-    if not all(bool(p.isfinite().all()) for p in params):  # the last update blew up
-        raise MosaicError(f"step {len(plan)}: the update made the adapter weights non-finite; {_NOT_SAVED}")
-    peak = torch.cuda.max_memory_allocated(acc.device) / 2**20 if acc.device.type == "cuda" else None
-    throughput = {"wall_s": round(wall, 3), "tokens": int(totals[2]), "tokens_per_s": float(totals[2]) / wall,
-                  "padding_fraction": round(1 - float(totals[2] / totals[3]), 4), "peak_memory_mb": peak,
-                  "reference_passes": len(steps.ref) if ts.kind == "pref" else None}
-    return curve, throughput
+        if profiler is not None:
+            profiler.step()
+    return curve
 
 
 _NOT_SAVED = "stopped without saving an adapter (lower --lr, set --max-grad-norm, or use --precision fp32)"
@@ -242,12 +256,15 @@ def train(cfg: TrainConfig) -> TrainResult | None:
                           num_training_steps=cfg.max_steps)
     wrapped = acc.prepare(model)
     pad_id = spec.tokenizer.pad_token_id
-    curve, throughput = _loop(cfg, acc, _Steps(cfg, acc, wrapped, model, ts, pad_id), params, opt, sched)
+    profiler = StepProfiler(cfg.profile, acc.device.type) if cfg.profile and acc.is_main_process else None
+    curve, throughput = _loop(cfg, acc, _Steps(cfg, acc, wrapped, model, ts, pad_id), params, opt, sched, profiler)
     acc.wait_for_everyone()
     if not acc.is_main_process:
         return None
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    if profiler is not None and profiler.write(out):
+        throughput["profile"] = {**profiler.summary, "file": PROFILE_NAME}
     n_params = sum(p.numel() for p in model.parameters())
     card = build_card(cfg, data=data_card, k=target_k(cfg), processes=acc.num_processes, device=str(acc.device),
                       precision=precision, curve=curve, throughput=throughput,

@@ -5,8 +5,9 @@ session gets minutes of it, so everything is prepared here and each call runs a 
 checks, most important first, each under its own time limit, inside one time budget.
 
     .venv/bin/python benchmarks/gpu_checks.py prepare      # here, after `make install`: writes .gpu/
-    device call 1, carry [".gpu/model1", ".gpu/wheels", ".gpu/arch"]:  python3 benchmarks/gpu_checks.py train
-    device call 2 (back to back), carry [".gpu/model2", ".gpu/wheels2"]: python3 benchmarks/gpu_checks.py eval
+    device call 1, carry .gpu/model1 .gpu/wheels .gpu/arch:           python3 benchmarks/gpu_checks.py train
+    device call 2 at once (same warm machine), carry .gpu/model2 .gpu/wheels2:  python3 benchmarks/gpu_checks.py eval
+    (timeout_s 460 for each call)
 
 `prepare` writes .gpu/ (git-ignored): the default model's GGUF (SmolLM2-135M-Instruct, 98 MB)
 cut in two halves (model1, model2: one per call), the pure-Python wheels the device image lacks
@@ -18,18 +19,20 @@ builds a random-init model of SmolLM2-135M's architecture from arch/ (training s
 depend on the weights' values, so call 1 needs no weights), then runs `train_throughput.py` with
 `--compile` (the #9 target: plain at batch 16 x 512 against ours compiled at 16 and at 64
 examples per step), SPL and DPO for a few steps on CUDA (on Nectar-format ranked answers from
-the converter's test fixture) and `train_throughput.py` eager. `eval` (call 2) joins the GGUF
-halves, converts the real model into the cache so `--model default` finds it, then runs
-`generate.py` with the static cache (the #6 target; no greedy check, whose batch shape would
-cost one more compile), `refloss.py` against lm_eval, and `generate.py` with the dynamic cache
-at larger batches (with the greedy check).
+the converter's test fixture) and, budget permitting, `mosaic train --profile` of 3 steps
+compiled and eager (host vs device time per step, kernel launches, costliest kernels). `eval`
+(call 2) joins the GGUF halves, converts the real model into the cache so `--model default`
+finds it, then runs `generate.py` with the static cache (the #6 target; no greedy check, whose
+batch shape would cost one more compile), `refloss.py` against lm_eval, and, budget permitting,
+`generate.py` with the dynamic cache at the same batch (with the greedy check).
 
 Every check's output goes to $OUT/<stage>.log (the device tool returns $OUT; here default
 gpu-out/), and $OUT/<stage>.json holds each check's exit code, seconds and the table lines. A
 check that runs past its limit is killed with its children and recorded as a timeout; a check
-whose limit no longer fits the budget (--budget-s, default 540 s, under the tool's 600 s per call)
-is skipped. `--smoke` runs the same lists on the CPU with a 2-layer model and toy sizes (a few
-minutes here), to try the plumbing before device time is spent.
+whose limit no longer fits the budget (--budget-s, default 400 s for the stage with its set-up, so
+that the machine's start and both calls fit a session's 15 device minutes) is skipped; give each
+call a timeout_s of the budget plus a minute. `--smoke` runs the same lists on the CPU with a
+2-layer model and toy sizes (a few minutes here), to try the plumbing before device time is spent.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Check:
     args: list[str]  # run with this Python from the repo root
     limit_s: int
     env: dict[str, str] = field(default_factory=dict)
+    show: Path | None = None  # a file the check writes, appended to the log and the table afterwards
 
 
 @dataclass
@@ -98,6 +102,8 @@ def run_checks(checks: list[Check], budget_s: float, log, env: dict[str, str]) -
             text, _ = proc.communicate()
             status = "timeout"
         secs = time.monotonic() - t0
+        if check.show is not None and check.show.exists():
+            text += f"\n{check.show}:\n" + check.show.read_text()
         log.write(text)
         log.write(f"### {check.name}: {status} (exit {proc.returncode}) in {secs:.1f} s\n")
         log.flush()
@@ -213,7 +219,7 @@ def real_model() -> str:
 def train_checks(model: str, smoke: bool) -> list[Check]:
     dev = "cpu" if smoke else "cuda"
     size = ["--batch-size", "4", "--seq-len", "128", "--steps", "4", "--warmup", "1"] if smoke else \
-        ["--batch-size", "16", "--seq-len", "512", "--steps", "40", "--warmup", "10"]
+        ["--batch-size", "16", "--seq-len", "512", "--steps", "25", "--warmup", "8"]
     bench = ["benchmarks/train_throughput.py", "--device", dev, "--model", model, *size]
     steps = ["--max-steps", "2" if smoke else "5", "--batch-size", "4" if smoke else "16"]
     pairs = WORK / "nectar"  # ranked answers in Nectar's row format (the converter's test fixture)
@@ -223,11 +229,16 @@ def train_checks(model: str, smoke: bool) -> list[Check]:
              "rank", "--model", model, "--device", dev, *steps, "--overwrite", "--no-progress",
              "--out", str(WORK / f"adapter-{m}")] for m in ("spl", "dpo")]
     sizes = ["--ours-batch-sizes", "4,8" if smoke else "16,64"]
-    return [Check("train_throughput --compile (#9 target)", [*bench, "--compile", *sizes], 200 if smoke else 330),
-            Check("mosaic build nectar (preference pairs for SPL/DPO)", build, 30),
-            Check(f"mosaic train --method spl on {dev}", pref[0], 60),
-            Check(f"mosaic train --method dpo on {dev}", pref[1], 60),
-            Check("train_throughput eager", bench, 120)]
+    prof = [["-m", "mosaic.cli", "train", "--method", "mrt", "--model", model, "--device", dev, "--max-steps", "6",
+             "--profile", "3", "--batch-size", "4" if smoke else "16", "--max-length", "128" if smoke else "512",
+             "--overwrite", "--no-progress", "--out", str(WORK / f"profile-{mode}"), *flags]
+            for mode, flags in (("compiled", ["--compile"]), ("eager", []))]
+    return [Check("train_throughput --compile (#9 target)", [*bench, "--compile", *sizes], 200),
+            Check("mosaic build nectar (preference pairs for SPL/DPO)", build, 20),
+            Check(f"mosaic train --method spl on {dev}", pref[0], 50),
+            Check(f"mosaic train --method dpo on {dev}", pref[1], 50),
+            Check("mosaic train --compile --profile 3", prof[0], 90, show=WORK / "profile-compiled" / "profile.txt"),
+            Check("mosaic train --profile 3 (eager)", prof[1], 45, show=WORK / "profile-eager" / "profile.txt")]
 
 
 def eval_checks(model: str, smoke: bool) -> list[Check]:
@@ -235,21 +246,23 @@ def eval_checks(model: str, smoke: bool) -> list[Check]:
     gen = ["benchmarks/generate.py", "--device", dev, "--model", model]
     gen += ["--prompts", "2", "--samples", "2", "--max-new-tokens", "8", "--single-limit", "1", "--greedy-check", "1",
             "--plain-batch", "4"] if smoke else \
-        ["--prompts", "32", "--samples", "8", "--max-new-tokens", "128", "--single-limit", "4"]
+        ["--prompts", "32", "--samples", "8", "--max-new-tokens", "128", "--single-limit", "2"]
     ref = ["benchmarks/refloss.py", "--device", dev, "--model", model]
     ref += ["--prompts", "2", "--batch-sizes", "2", "--batched-sizes", "4", "--lm-eval-batch-sizes", "4"] if smoke \
         else ["--prompts", "64", "--batch-sizes", "64", "--batched-sizes", "64,256", "--lm-eval-batch-sizes", "64,256"]
     static = [*gen, "--batch-sizes", "4" if smoke else "256", "--static-cache", "--greedy-check", "0"]
-    return [Check("generate.py --static-cache (#6 target)", static, 150 if smoke else 270),
-            Check("refloss.py vs lm_eval (#6 target)", ref, 150),
-            Check("generate.py dynamic cache", [*gen, "--batch-sizes", "4" if smoke else "256,1024"], 120)]
+    return [Check("generate.py --static-cache (#6 target)", static, 200),
+            Check("refloss.py vs lm_eval (#6 target)", ref, 120),
+            Check("generate.py dynamic cache", [*gen, "--batch-sizes", "4" if smoke else "256"], 120)]
 
 
 def main(argv: list[str] | None = None) -> int:
     global WORK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["prepare", "train", "eval"])
-    ap.add_argument("--budget-s", type=float, default=540, help="seconds for the stage's checks (default 540)")
+    ap.add_argument("--budget-s", type=float, default=400,
+                    help="seconds for the stage, set-up included (default 400: both calls and the machine's start "
+                         "fit in a 15-minute device session)")
     ap.add_argument("--smoke", action="store_true", help="CPU, 2-layer model, toy sizes: try the plumbing here")
     ap.add_argument("--arch", type=Path, default=GPU / "arch",
                     help="config + tokenizer folder for the random-init model (default .gpu/arch)")

@@ -276,3 +276,21 @@ def test_compiled_layers_make_the_same_updates_and_adapter_from_two_graphs(tiny_
     a = load_file(tmp_path / "compiled" / "adapter_model.safetensors")
     b = load_file(eager.out / "adapter_model.safetensors")
     assert sorted(a) == sorted(b) and not any("_orig_mod" in k for k in a)
+
+
+def test_profile_writes_the_profiled_steps_and_changes_no_update(runs, tiny_model_dir, train_data, tmp_path):  # noqa: F811
+    """--profile 2 on a 6-step run profiles steps 4 and 5 (CPU: operator calls), writes profile.txt
+    and the card's summary, and trains exactly as the unprofiled run."""
+    from baselines.config import TrainConfig
+    from mosaic.errors import MosaicError
+
+    got = train(tiny_config(train_data, tiny_model_dir, tmp_path / "p", profile=2))
+    assert [e["loss"] for e in got.card["loss_curve"]] == [e["loss"] for e in runs["mrt"].card["loss_curve"]]
+    summary = got.card["throughput"]["profile"]
+    assert summary["steps"] == [4, 5] and summary["file"] == "profile.txt" and summary["device_self_s_per_step"] is None
+    assert summary["operator_calls_per_step"] > 50 and 0 < summary["wall_s_per_step"] < 60
+    text = (tmp_path / "p" / "profile.txt").read_text()
+    assert text.startswith("profiled optimizer steps 4..5 (CPU)") and "aten::mm" in text
+    assert "profile in" in got.summary() and "profile" not in runs["mrt"].card["throughput"]
+    with pytest.raises(MosaicError, match=r"--profile 4 needs --max-steps >= 7 .*got --max-steps 6"):
+        TrainConfig(method="mrt", out="x", max_steps=6, profile=4).check()
