@@ -89,8 +89,17 @@ class Batch:
     slots: int  # R * L
 
     def to(self, device: Any) -> Batch:
-        return Batch(self.input_ids.to(device), self.position_ids.to(device), self.keep.to(device),
-                     self.targets.to(device), self.seq_index.to(device), self.n_seqs, self.tokens, self.slots)
+        """On `device`; to CUDA through pinned memory without blocking (a copy from pageable memory would
+        wait for every kernel already queued)."""
+        import torch
+
+        cuda = torch.device(device).type == "cuda"
+
+        def move(t: Any) -> Any:
+            return t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
+
+        return Batch(move(self.input_ids), move(self.position_ids), move(self.keep), move(self.targets),
+                     move(self.seq_index), self.n_seqs, self.tokens, self.slots)
 
     def model_inputs(self, mask_logits: bool | None = None) -> dict[str, Any]:
         """Keyword arguments for the model's forward; `mask_logits` None = what this transformers supports."""
