@@ -11,8 +11,10 @@ checks, most important first, each under its own time limit, inside one time bud
 
 `prepare` writes .gpu/ (git-ignored): the default model's GGUF (SmolLM2-135M-Instruct, 98 MB)
 cut in two halves (model1, model2: one per call), the pure-Python wheels the device image lacks
-(wheels: gguf, datasets, dill, multiprocess; wheels2: lm_eval, whose HFLM imports nothing else
-missing there) and arch/, the default model's config and tokenizer without weights (3.4 MiB).
+(wheels: gguf, datasets, dill, multiprocess and our own, whose entry points `python -m
+mosaic.cli` needs while the code comes from the carried tree; wheels2: lm_eval, whose HFLM
+imports nothing else missing there) and arch/, the default model's config and tokenizer without
+weights (3.4 MiB).
 
 `train` (call 1) stashes the first GGUF half for call 2, installs the wheels into /tmp/site and
 builds a random-init model of SmolLM2-135M's architecture from arch/ (training speed does not
@@ -57,7 +59,7 @@ SITE = Path("/tmp/site")
 # wheels the device image lacks: those both calls need travel with call 1, lm_eval (8.7 MiB) with call 2
 WHEELS = {"wheels": ("gguf==0.19.0", "datasets==5.2.0", "dill<0.4.2", "multiprocess<0.70.20"),
           "wheels2": ("lm_eval==0.4.13",)}
-HALF = 52_000_000  # bytes in the first GGUF half: with the repo (6 MiB), each call's tree stays near 60 MiB
+HALF = 50_000_000  # bytes in the first GGUF half: with the repo (6 MiB), each call's tree stays near 60 MiB
 
 
 @dataclass
@@ -141,6 +143,10 @@ def prepare() -> None:
                         "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
                         "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
                         "-d", str(GPU / sub), *names], check=True)
+    # our own wheel, for its entry points (`python -m mosaic.cli train` finds its commands through them);
+    # the code itself is imported from the carried working tree, which comes first on the path there
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(GPU / "wheels"), str(REPO)], check=True)
     for sub in ("model1", "model2", "arch", *WHEELS):
         size = sum(f.stat().st_size for f in (GPU / sub).iterdir()) / 2**20
         print(f".gpu/{sub}: {size:.1f} MiB")
@@ -172,9 +178,9 @@ def install_wheels(env: dict[str, str], site: Path, pattern: str) -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                         "--target", str(site), *wheels], check=True)
         done.write_text("\n".join(sorted(have | {Path(w).name for w in wheels})))
-    if site.exists():
-        env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
-        sys.path.insert(0, str(site))
+    if site.exists():  # the working tree first: our wheel there serves only its entry points
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(site)])
+        sys.path.insert(1, str(site))
 
 
 def arch_model(source: Path, smoke: bool) -> Path:
