@@ -101,12 +101,13 @@ class TrainConfig:
     gradient_checkpointing: bool = _opt(False, "recompute activations in backward (less memory, slower)",
                                         "runtime")
     compile: bool = _opt(False, "torch.compile each decoder layer (dynamic shapes, in place so the adapter "
-                         "saves as usual; the layers share one compiled graph): the first step compiles (about "
+                         "saves as usual; the layers share their compiled code): the first step compiles (about "
                          "30 s), later steps run fused kernels; meant for GPUs, where a small model's step is "
                          "bound by kernel launches", "runtime")
     profile: int = _opt(0, "profile this many optimizer steps with torch.profiler after the first three (two "
                         "skipped, one profiler warm-up) and write profile.txt next to the adapter: time per step "
-                        "on the host and the device, kernel launches, the costliest operators (0 = off)",
+                        "on the host and the device, kernel launches, the costliest operators; 0 (the default) "
+                        "is off",
                         "runtime", metavar="STEPS")
     seed: int = _opt(0, "seed for selection, data order, LoRA init and dropout", "runtime")
     progress: bool = _opt(True, "tqdm progress bar (--no-progress to hide)", "runtime")
