@@ -12,8 +12,8 @@ objective over its whole effective batch, before the update; tokens: real, unpad
 the policy's forward; elapsed_s: since the loop started); throughput {wall_s, tokens, tokens_per_s,
 padding_fraction, peak_memory_mb (CUDA), reference_passes (SPL/DPO: pairs whose reference
 log-probs were computed), profile (with --profile: steps, wall/host/device seconds per step,
-kernel launches or operator calls per step, file)}; epochs (examples seen / examples); config (the full resolved
-TrainConfig, enough to rerun); environment (package versions); created.
+kernel launches or operator calls per step, file)}; epochs (examples seen / examples); config
+(the full resolved TrainConfig, enough to rerun); environment (package versions); created.
 """
 
 from __future__ import annotations
