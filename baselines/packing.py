@@ -11,14 +11,20 @@ lengths. Padding continues the last sequence's positions and is never scored; ca
 keeps real tokens from seeing it.
 
 Only positions whose next token is scored (the completion and its end-of-turn token) are kept
-for the LM head: `keep` goes to the model as `logits_to_keep`, a boolean mask (transformers >= 5.2x,
-which returns the kept positions flattened), so no vocabulary projection is spent on prompt tokens.
-Older transformers take only a 1D position index: there the columns where any row keeps a
-position are projected and the kept positions picked out afterwards (`Batch.kept`).
+for the LM head, so no vocabulary projection is spent on prompt tokens. `logits_keep_mode()` picks
+the form this transformers takes as `logits_to_keep`:
+- "positions": a (rows, M) integer tensor of each row's kept positions, short rows filled up with
+  their last one; the model gathers them without a host sync, and `Batch.kept` drops the
+  fill-ups with an index built on the host (the few filled-up rows cost M - kept head columns);
+- "mask": the boolean (rows, length) mask; transformers returns the kept positions flattened, but
+  boolean indexing makes the host wait for the GPU to learn their count;
+- "columns" (older transformers, 1D index only): the columns where any row keeps a position are
+  projected and the kept positions picked out afterwards.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +93,8 @@ class Batch:
     n_seqs: int
     tokens: int  # real (non-pad) tokens
     slots: int  # R * L
+    positions: Any = None  # (R, M) long: each row's kept positions, filled up with its last one
+    valid: Any = None  # (N,) long: the real entries of `positions`, flattened row-major
 
     def to(self, device: Any) -> Batch:
         """On `device`; to CUDA through pinned memory without blocking (a copy from pageable memory would
@@ -99,27 +107,46 @@ class Batch:
             return t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
 
         return Batch(move(self.input_ids), move(self.position_ids), move(self.keep), move(self.targets),
-                     move(self.seq_index), self.n_seqs, self.tokens, self.slots)
+                     move(self.seq_index), self.n_seqs, self.tokens, self.slots, move(self.positions),
+                     move(self.valid))
 
-    def model_inputs(self, mask_logits: bool | None = None) -> dict[str, Any]:
-        """Keyword arguments for the model's forward; `mask_logits` None = what this transformers supports."""
-        mask_logits = logits_mask_supported() if mask_logits is None else mask_logits
-        keep = self.keep if mask_logits else self.keep.any(0).nonzero().squeeze(1)
+    def model_inputs(self, mode: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for the model's forward; `mode` (KEEP_MODES) None = what this transformers takes."""
+        mode = mode or logits_keep_mode()
+        keep = {"positions": self.positions, "mask": self.keep}.get(mode)
+        if keep is None:
+            keep = self.keep.any(0).nonzero().squeeze(1)
         return {"input_ids": self.input_ids, "position_ids": self.position_ids, "logits_to_keep": keep,
                 "use_cache": False}
 
-    def kept(self, logits: Any) -> Any:
-        """(N, V) logits at the kept positions, row-major, from either form of `model_inputs`."""
-        if logits.dim() == 2:
+    def kept(self, logits: Any, mode: str | None = None) -> Any:
+        """(N, V) logits at the kept positions, row-major, from the same `mode`'s `model_inputs`."""
+        mode = mode or logits_keep_mode()
+        if mode == "positions":
+            return logits.reshape(-1, logits.shape[-1]).index_select(0, self.valid)
+        if mode == "mask":
             return logits
         return logits[self.keep[:, self.keep.any(0)]]
 
 
-def logits_mask_supported() -> bool:
-    """Whether this transformers takes a boolean (batch, length) `logits_to_keep` mask."""
+KEEP_MODES = ("positions", "mask", "columns")
+
+
+@functools.cache
+def logits_keep_mode() -> str:
+    """Which `logits_to_keep` form this transformers takes (KEEP_MODES, best first), by trying its slicer."""
+    import torch
     import transformers.modeling_utils as mu
 
-    return hasattr(mu, "slice_logits_to_keep")
+    slicer = getattr(mu, "slice_logits_to_keep", None)
+    if slicer is None:
+        return "columns"
+    hidden = torch.arange(6.0).view(2, 3, 1)
+    try:
+        got = slicer(hidden, torch.tensor([[2, 0], [1, 1]]))
+    except (IndexError, RuntimeError, TypeError):
+        return "mask"
+    return "positions" if got.tolist() == [[[2.0], [0.0]], [[4.0], [4.0]]] else "mask"
 
 
 def collate(seqs: Sequence[tuple[Sequence[int], Sequence[int]]], *, packing: bool, capacity: int,
@@ -150,5 +177,13 @@ def collate(seqs: Sequence[tuple[Sequence[int], Sequence[int]]], *, packing: boo
             seg[r, at:at + n] = i
             at += n
         pos[r, at:] = np.arange(at, width) - (at - lengths[row[-1]])  # padding continues the last sequence
+    counts = keep.sum(1)
+    kept_at = np.zeros((len(rows), max(int(counts.max()), 1)), dtype=np.int64)
+    for r in range(len(rows)):
+        where = np.flatnonzero(keep[r])
+        kept_at[r, :len(where)] = where
+        kept_at[r, len(where):] = where[-1] if len(where) else 0
+    valid = (np.arange(kept_at.shape[1])[None, :] < counts[:, None]).reshape(-1).nonzero()[0]
     return Batch(torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(keep), torch.from_numpy(tgt[keep]),
-                 torch.from_numpy(seg[keep]), len(seqs), sum(lengths), int(ids.size))
+                 torch.from_numpy(seg[keep]), len(seqs), sum(lengths), int(ids.size), torch.from_numpy(kept_at),
+                 torch.from_numpy(valid.astype(np.int64)))

@@ -34,7 +34,7 @@ from baselines.config import TrainConfig
 from baselines.data import PairExample, TrainSet, build, check_rows, load_rows, select, target_k
 from baselines.losses import sequence_logprobs, spl_loss, spl_margin, token_logprobs
 from baselines.model import inspect_model, load_lora_model, trainable_parameters, weights_hash
-from baselines.packing import collate, logits_mask_supported, micro_batches, step_plan
+from baselines.packing import collate, logits_keep_mode, micro_batches, step_plan
 from baselines.profiling import PROFILE_NAME, StepProfiler
 from mosaic.errors import MosaicError
 from mosaic.formatting import detect_format
@@ -108,13 +108,13 @@ class _Steps:
     def __init__(self, cfg: TrainConfig, acc: Any, wrapped: Any, peft_model: Any, ts: TrainSet, pad_id: int):
         self.cfg, self.acc, self.wrapped, self.peft, self.ts, self.pad_id = cfg, acc, wrapped, peft_model, ts, pad_id
         self.ref: dict[int, torch.Tensor] = {}  # pair index -> (ref log p(chosen), ref log p(rejected))
-        self.mask_logits = logits_mask_supported()
+        self.keep_mode = logits_keep_mode()
 
     def _forward(self, model: Any, seqs: list) -> tuple[torch.Tensor, Any]:
         """(log-prob of every scored token, the batch) for (prompt ids, completion ids) sequences."""
         batch = collate(seqs, packing=self.cfg.packing, capacity=self.cfg.pack_length,
                         pad_id=self.pad_id).to(self.acc.device)
-        logits = batch.kept(model(**batch.model_inputs(self.mask_logits)).logits)
+        logits = batch.kept(model(**batch.model_inputs(self.keep_mode)).logits, self.keep_mode)
         return token_logprobs(logits, batch.targets), batch
 
     def _seq_logprobs(self, model: Any, seqs: list) -> tuple[torch.Tensor, Any]:

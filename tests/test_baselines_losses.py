@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines.losses import sequence_logprobs, spl_loss, spl_margin, token_logprobs
-from baselines.packing import collate, micro_batches, pack_rows, step_plan
+from baselines.packing import KEEP_MODES, collate, logits_keep_mode, micro_batches, pack_rows, step_plan
 
 
 def test_token_logprobs_by_hand():
@@ -89,11 +89,12 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
     expected = torch.tensor([_alone(model, p, c) for p, c in seqs])
     b = collate(seqs, packing=True, capacity=24, pad_id=0)
     assert b.input_ids.shape[0] < len(seqs)  # several sequences really share rows
-    for mask_logits in (True, False):  # boolean logits_to_keep, and the column-index form of older transformers
+    assert logits_keep_mode() == "positions"  # what this transformers takes
+    for mode in KEEP_MODES:  # per-row positions, the boolean mask, and the column index of older transformers
         with torch.no_grad():
-            logits = b.kept(model(**b.model_inputs(mask_logits)).logits)
+            logits = b.kept(model(**b.model_inputs(mode)).logits, mode)
         got = sequence_logprobs(token_logprobs(logits, b.targets), b.seq_index, 5)
-        assert torch.allclose(got, expected, atol=1e-4), mask_logits
+        assert torch.allclose(got, expected, atol=1e-4), mode
     # the same rows with positions running on across sequences (or with a KV cache) mix the sequences up
     with torch.no_grad():
         run_on = torch.arange(b.input_ids.shape[1]).expand_as(b.input_ids)
@@ -102,3 +103,17 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
     for logits in (mixed, cached):
         bad = sequence_logprobs(token_logprobs(logits, b.targets), b.seq_index, 5)
         assert (bad - expected).abs().max() > 1e-2
+
+
+def test_kept_positions_give_the_masks_rows_in_its_order():
+    """The "positions" form of logits_to_keep: each row's kept positions, short rows filled up; dropping
+    the fill-ups leaves exactly the boolean mask's picks in row-major order (the targets' order)."""
+    seqs = [([1, 2, 3], [4, 5]), ([6], [7, 8, 9, 10]), ([11, 12], [13])]
+    for packing in (True, False):
+        b = collate(seqs, packing=packing, capacity=16, pad_id=0)
+        rows, width = b.keep.shape
+        hidden = torch.arange(rows * width, dtype=torch.float32).view(rows, width, 1)
+        gathered = torch.take_along_dim(hidden, b.positions[..., None], dim=1)  # what the model does with it
+        assert torch.equal(b.kept(gathered, "positions"), hidden[b.keep])
+        assert b.positions.shape == (rows, int(b.keep.sum(1).max())) and len(b.valid) == len(b.targets) == 7
+    assert b.positions.tolist() == [[2, 3, 3, 3], [0, 1, 2, 3], [1, 1, 1, 1]]  # unpacked, longest first, ties in order
