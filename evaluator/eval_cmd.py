@@ -8,7 +8,7 @@ from mosaic.cli import Command
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    from evaluator.config import GEN_CACHES, PRESETS, SCORING, EvalConfig
+    from evaluator.config import DEFAULT_GEN_BATCH, GEN_CACHES, PRESETS, SCORING, EvalConfig
 
     d = EvalConfig()
     p.add_argument("--model", default=d.model, help="local model folder, Hub id, or the default small model "
@@ -43,7 +43,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "on its cache: fewest FLOPs, best on CPU), batched (--batch-size whole sequences from many "
                         "prompts per pass: fewest launches, for GPUs), auto = batched on CUDA (default)")
     p.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size,
-                   help=f"sequences per generation batch ({d.gen_batch_size})")
+                   help=f"sequences per generation batch and multiple-choice questions per scoring pass (default "
+                        f"{DEFAULT_GEN_BATCH['cpu']} on CPU, {DEFAULT_GEN_BATCH['cuda']} on CUDA, where a small "
+                        f"model's decoding step costs about the same at any batch size)")
     p.add_argument("--gen-cache", choices=GEN_CACHES, default=d.gen_cache,
                    help="hf backend KV cache: dynamic (default), or static: one fixed-shape cache per max-new-tokens "
                         "group, reused by its batches, so transformers compiles the decoding step once (on CUDA; "

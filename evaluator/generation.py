@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluator.config import GEN_CACHES
+from evaluator.config import GEN_CACHES, gen_batch_size
 from mosaic.errors import MosaicError
 
 
@@ -304,7 +304,8 @@ def _ensure(ctx) -> dict[str, list[str]]:
             kept.append(line)
     wanted = {(r.row_id, r.sample_index) for r in requests}
     ctx.notes["generations"] = {"source": str(path), "backend": backend.name, "generated": len(wanted - done),
-                                "new_tokens": getattr(backend, "new_tokens", None), "resumed": len(wanted & done)}
+                                "new_tokens": getattr(backend, "new_tokens", None), "resumed": len(wanted & done),
+                                "batch_size": getattr(backend, "batch_size", None)}
     return samples_by_row([ln for ln in kept if (ln["id"], ln["sample_index"]) in wanted])
 
 
@@ -350,4 +351,4 @@ def _backend(ctx, lm):
         if lm.adapter:
             raise MosaicError("the vllm backend does not load LoRA adapters here: use --backend hf")
         return VLLMBackend(lm.path, lm.tokenizer)
-    return HFBackend(lm, ctx.cfg.gen_batch_size, ctx.progress, ctx.cfg.gen_cache)
+    return HFBackend(lm, gen_batch_size(ctx.cfg, lm.device), ctx.progress, ctx.cfg.gen_cache)

@@ -17,6 +17,7 @@ import string
 
 import numpy as np
 
+from evaluator.config import gen_batch_size
 from evaluator.metrics import Scores
 
 PROMPT = ("Please answer the following multiple choice question. Start your answer with the capital letter "
@@ -57,7 +58,7 @@ def option_probabilities(ctx, config: str) -> dict[str, np.ndarray]:
         rows = ctx.rows[config]
         out: dict[str, np.ndarray] = {}
         pad = tok.pad_token_id if tok.pad_token_id is not None else fmt.end_token_id
-        bs = ctx.cfg.gen_batch_size
+        bs = gen_batch_size(ctx.cfg, lm.device)
         with ctx.timer("calibration"):
             for start in tqdm(range(0, len(rows), bs), desc=f"{config}: option probabilities", unit="batch",
                               disable=not ctx.progress):

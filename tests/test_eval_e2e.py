@@ -113,6 +113,7 @@ def test_resume_generates_only_missing_samples(first_run, bench, tiny_model_dir,
     assert "dropped an unfinished last line" in err
     resumed = json.loads((tmp_path / "r.json").read_text())
     assert resumed["notes"]["generations"]["generated"] == 20 and resumed["notes"]["generations"]["resumed"] == 10
+    assert resumed["notes"]["generations"]["batch_size"] == 64 and resumed["config"]["gen_batch_size"] is None
     now = open(gen_file).read().splitlines()
     assert now[:10] == lines[:10] and len(now) == 30
 
@@ -229,6 +230,7 @@ def test_static_generation_cache_end_to_end(bench, tiny_model_dir, tmp_path):
     (dyn, dyn_res), (sta, sta_res) = runs["dynamic"], runs["static"]
     assert len(sta) == 30 and sta == dyn
     assert sta_res["notes"]["generations"]["new_tokens"] == dyn_res["notes"]["generations"]["new_tokens"] > 0
+    assert sta_res["notes"]["generations"]["batch_size"] == 4 == sta_res["config"]["gen_batch_size"]
     assert sta_res["config"]["eval_config_hash"] == dyn_res["config"]["eval_config_hash"]
     code, _, err = _mosaic("eval", "--model", tiny_model_dir, "--data", bench, "--gen-cache", "paged")
     assert code != 0 and "--gen-cache" in err and "paged" in err

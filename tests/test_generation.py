@@ -112,3 +112,14 @@ def test_settings_differences_name_each_changed_setting():
                                                                    "max_new_tokens: 48 != 16"]
     old_format = {k: v for k, v in line.items() if k not in ("weights", "adapter")}  # files from before the hashes
     assert run.differences(old_format, 48) == ["weights: None != 'sha256:w'", "adapter: None != 'sha256:a'"]
+
+
+def test_generation_batch_defaults_by_device():
+    """--gen-batch-size left out: 64 on the CPU, 256 on CUDA (a small model's decoding step is launch-bound
+    there); given, it wins everywhere."""
+    from evaluator.config import EvalConfig, gen_batch_size
+
+    auto = EvalConfig().resolved()
+    assert auto.gen_batch_size is None
+    assert [gen_batch_size(auto, d) for d in ("cpu", "cuda", "cuda:1")] == [64, 256, 256]
+    assert gen_batch_size(EvalConfig(gen_batch_size=8).resolved(), "cuda:0") == 8
