@@ -48,7 +48,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,6 @@ class Check:
     name: str
     args: list[str]  # run with this Python from the repo root
     limit_s: int
-    env: dict[str, str] = field(default_factory=dict)
     show: Path | None = None  # a file the check writes, appended to the log and the table afterwards
 
 
@@ -92,10 +91,11 @@ def run_checks(checks: list[Check], budget_s: float, log, env: dict[str, str]) -
             continue
         log.write(f"\n### {check.name} (limit {check.limit_s} s): {' '.join(check.args)}\n")
         log.flush()
+        if check.show is not None:
+            check.show.unlink(missing_ok=True)  # a stale copy from an earlier run must not pass for this one's
         t0 = time.monotonic()
         proc = subprocess.Popen([sys.executable, *check.args], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env={**env, **check.env},
-                                start_new_session=True)
+                                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
         try:
             text, _ = proc.communicate(timeout=check.limit_s)
             status = "ok" if proc.returncode == 0 else "failed"
