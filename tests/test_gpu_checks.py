@@ -108,3 +108,15 @@ def test_smoke_stage_writes_its_summary(tmp_path, tiny_model_dir):
     assert check["status"] == "ok" and check["name"].startswith("generate.py --static-cache")
     assert any(line.startswith("ours: HFBackend, sorted, batch 4, static cache") for line in check["table"])
     assert "### generate.py --static-cache" in (tmp_path / "out" / "eval.log").read_text()
+
+
+def test_a_checks_shown_file_is_its_own_not_a_stale_copy(tmp_path):
+    shown = tmp_path / "profile.txt"
+    shown.write_text("stale from an earlier run")
+    writes = Check("writes", ["-c", f"open({str(shown)!r}, 'w').write('fresh table')"], 30, show=shown)
+    crashes = Check("crashes", ["-c", "raise SystemExit(1)"], 30, show=shown)
+    with open(tmp_path / "log", "w") as log:
+        first, second = run_checks([writes, crashes], 100, log, dict(os.environ))
+    assert first.status == "ok" and first.table[-1] == "fresh table"
+    assert second.status == "failed" and "stale" not in (tmp_path / "log").read_text().split("### crashes")[1]
+    assert not shown.exists()
