@@ -7,7 +7,7 @@ checks, most important first, each under its own time limit, inside one time bud
     .venv/bin/python benchmarks/gpu_checks.py prepare      # here, after `make install`: writes .gpu/
     device call 1, carry .gpu/model1 .gpu/wheels .gpu/arch:           python3 benchmarks/gpu_checks.py train
     device call 2 at once (same warm machine), carry .gpu/model2 .gpu/wheels2:  python3 benchmarks/gpu_checks.py eval
-    (timeout_s 460 for each call)
+    (timeout_s 420 for each call)
 
 `prepare` writes .gpu/ (git-ignored): the default model's GGUF (SmolLM2-135M-Instruct, 98 MB)
 cut in two halves (model1, model2: one per call), the pure-Python wheels the device image lacks
@@ -31,7 +31,7 @@ batch shape would cost one more compile), `refloss.py` against lm_eval, and, bud
 Every check's output goes to $OUT/<stage>.log (the device tool returns $OUT; here default
 gpu-out/), and $OUT/<stage>.json holds each check's exit code, seconds and the table lines. A
 check that runs past its limit is killed with its children and recorded as a timeout; a check
-whose limit no longer fits the budget (--budget-s, default 400 s for the stage with its set-up, so
+whose limit no longer fits the budget (--budget-s, default 360 s for the stage with its set-up, so
 that the machine's start and both calls fit a session's 15 device minutes) is skipped; give each
 call a timeout_s of the budget plus a minute. `--smoke` runs the same lists on the CPU with a
 2-layer model and toy sizes (a few minutes here), to try the plumbing before device time is spent.
@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     global WORK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["prepare", "train", "eval"])
-    ap.add_argument("--budget-s", type=float, default=400,
-                    help="seconds for the stage, set-up included (default 400: both calls and the machine's start "
+    ap.add_argument("--budget-s", type=float, default=360,
+                    help="seconds for the stage, set-up included (default 360: both calls and the machine's start "
                          "fit in a 15-minute device session)")
     ap.add_argument("--smoke", action="store_true", help="CPU, 2-layer model, toy sizes: try the plumbing here")
     ap.add_argument("--arch", type=Path, default=GPU / "arch",
