@@ -19,6 +19,7 @@ import numpy as np
 
 from evaluator.config import gen_batch_size
 from evaluator.metrics import Scores
+from evaluator.scoring import forward_keeping
 
 PROMPT = ("Please answer the following multiple choice question. Start your answer with the capital letter "
           "corresponding to your choice:\n\n{question}\n\nAnswer choices:\n\n{choices}\n\nYour answer:")
@@ -76,9 +77,10 @@ def option_probabilities(ctx, config: str) -> dict[str, np.ndarray]:
                     ids_t[i, width - len(ids):] = torch.tensor(ids)
                     mask[i, width - len(ids):] = 1
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                with torch.inference_mode():
-                    logits = model(input_ids=ids_t.to(model.device), attention_mask=mask.to(model.device),
-                                   position_ids=positions.to(model.device)).logits[:, -1].double()
+                with torch.inference_mode():  # the head at the last column only: batch x vocabulary logits
+                    logits = forward_keeping(model, 1, input_ids=ids_t.to(model.device),
+                                             attention_mask=mask.to(model.device),
+                                             position_ids=positions.to(model.device)).logits[:, -1].double()
                 probs = torch.softmax(logits, dim=-1).cpu().numpy()
                 for i, r in enumerate(batch):
                     letters = letter_token_ids(tok, len(r["choices"]))

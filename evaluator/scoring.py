@@ -62,7 +62,7 @@ def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> SharedPrefix | Non
     if len(ids) < 2:
         return None
     with torch.inference_mode():
-        out = _forward_keeping(model, 1, input_ids=torch.tensor([ids], device=next(model.parameters()).device),
+        out = forward_keeping(model, 1, input_ids=torch.tensor([ids], device=next(model.parameters()).device),
                                use_cache=True)
     return SharedPrefix(ids, out.past_key_values)
 
@@ -136,7 +136,7 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
         rows = torch.arange(n, device=device)
         if split is None:  # logits for the columns from the shortest prompt's last position on
             keep = width_p - min(lens) + 1
-            out = _forward_keeping(model, keep, **step)
+            out = forward_keeping(model, keep, **step)
             last = out.logits[:, -keep:][rows, last_col - (width_p - start - keep)]
         else:
             out = split.decoder(**step)
@@ -238,7 +238,7 @@ def _split_head(model, probe_ids: Sequence[int]):
         device = next(model.parameters()).device
         with torch.inference_mode():
             ids = torch.tensor([list(probe_ids)], device=device)
-            want = _forward_keeping(model, 1, input_ids=ids).logits[0, -1].float()
+            want = forward_keeping(model, 1, input_ids=ids).logits[0, -1].float()
             got = candidate.logits(decoder(input_ids=ids).last_hidden_state[0, -1]).float()
         tol = 1e-4 if head.weight.dtype == torch.float32 else 1e-2
         if torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max())):
@@ -303,7 +303,7 @@ def _span_nll(model, split, step: dict, keep: int, spans, targets) -> np.ndarray
     import torch
 
     if split is None:
-        last = _forward_keeping(model, keep, **step).logits[:, -keep:]
+        last = forward_keeping(model, keep, **step).logits[:, -keep:]
     else:
         last = split.decoder(**step).last_hidden_state[:, -keep:]
     rows = torch.cat([last[b, lo:hi] for b, lo, hi in spans])
@@ -311,7 +311,7 @@ def _span_nll(model, split, step: dict, keep: int, spans, targets) -> np.ndarray
     return (_token_nll(rows, targets_t) if split is None else split.nll(rows, targets_t)).cpu().numpy()
 
 
-def _forward_keeping(model, keep: int, **inputs):
+def forward_keeping(model, keep: int, **inputs):
     """The forward's output with logits at the last `keep` columns only, where the model's forward
     takes `logits_to_keep`; at every column otherwise (callers index the last `keep` themselves)."""
     try:
