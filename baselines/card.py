@@ -6,7 +6,9 @@ spl_alpha, spl_beta (preference methods), seed; data {source, config, split, fin
 prompts, responses, examples, truncated, ...}; model {id, path, revision, weights_hash};
 lora {r, alpha, dropout, targets}; optimisation {max_steps, steps, batch_size, grad_accum,
 processes, effective_batch, lr, scheduler, warmup_steps, weight_decay, max_grad_norm};
-runtime {device, precision, packing, compile, pack_length, max_length, gradient_checkpointing};
+runtime {device, precision, packing, compile, pack_length, max_length, gradient_checkpointing,
+logits (how the scored positions' logits were taken: hidden = gathered from the decoder's output,
+else the model's own logits_to_keep form)};
 loss_curve [{step, loss, lr, tokens, elapsed_s, (pair_accuracy, margin)}] (loss: the step's
 objective over its whole effective batch, before the update; tokens: real, unpadded tokens through
 the policy's forward; elapsed_s: since the loop started); throughput {wall_s, tokens, tokens_per_s,
@@ -43,7 +45,7 @@ def _versions() -> dict[str, str | None]:
 
 def build_card(cfg: TrainConfig, *, data: dict[str, Any], model: dict[str, Any], processes: int, device: str,
                precision: str, curve: list[dict[str, Any]], throughput: dict[str, Any],
-               k: int | None) -> dict[str, Any]:
+               k: int | None, logits: str | None = None) -> dict[str, Any]:
     from mosaic.selectors import get_selector
 
     spec = get_selector(cfg.selector)
@@ -74,7 +76,7 @@ def build_card(cfg: TrainConfig, *, data: dict[str, Any], model: dict[str, Any],
                          "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm},
         "runtime": {"device": device, "precision": precision, "packing": cfg.packing, "compile": cfg.compile,
                     "pack_length": cfg.pack_length if cfg.packing else None, "max_length": cfg.max_length,
-                    "gradient_checkpointing": cfg.gradient_checkpointing},
+                    "gradient_checkpointing": cfg.gradient_checkpointing, "logits": logits},
         "epochs": round(steps * effective / data["examples"], 4),
         "loss_curve": curve,
         "throughput": throughput,

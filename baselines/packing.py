@@ -11,8 +11,9 @@ lengths. Padding continues the last sequence's positions and is never scored; ca
 keeps real tokens from seeing it.
 
 Only positions whose next token is scored (the completion and its end-of-turn token) are kept
-for the LM head, so no vocabulary projection is spent on prompt tokens. `logits_keep_mode()` picks
-the form this transformers takes as `logits_to_keep`:
+for the LM head, so no vocabulary projection is spent on prompt tokens. The trainer gathers them
+from the decoder's output itself (`flat`, baselines.kept_logits); for models whose head it cannot
+reproduce, `logits_keep_mode()` picks the form this transformers takes as `logits_to_keep`:
 - "positions": a (rows, M) integer tensor of each row's kept positions, short rows filled up with
   their last one; the model gathers them without a host sync, and `Batch.kept` drops the
   fill-ups with an index built on the host (the few filled-up rows cost M - kept head columns);
@@ -95,6 +96,7 @@ class Batch:
     slots: int  # R * L
     positions: Any = None  # (R, M) long: each row's kept positions, filled up with its last one
     valid: Any = None  # (N,) long: the real entries of `positions`, flattened row-major
+    flat: Any = None  # (N,) long: the kept positions in the flattened (R * L) batch, row-major
 
     def to(self, device: Any) -> Batch:
         """On `device`; to CUDA through pinned memory without blocking (a copy from pageable memory would
@@ -108,7 +110,7 @@ class Batch:
 
         return Batch(move(self.input_ids), move(self.position_ids), move(self.keep), move(self.targets),
                      move(self.seq_index), self.n_seqs, self.tokens, self.slots, move(self.positions),
-                     move(self.valid))
+                     move(self.valid), move(self.flat))
 
     def model_inputs(self, mode: str | None = None) -> dict[str, Any]:
         """Keyword arguments for the model's forward; `mode` (KEEP_MODES) None = what this transformers takes."""
@@ -186,4 +188,4 @@ def collate(seqs: Sequence[tuple[Sequence[int], Sequence[int]]], *, packing: boo
     valid = (np.arange(kept_at.shape[1])[None, :] < counts[:, None]).reshape(-1).nonzero()[0]
     return Batch(torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(keep), torch.from_numpy(tgt[keep]),
                  torch.from_numpy(seg[keep]), len(seqs), sum(lengths), int(ids.size), torch.from_numpy(kept_at),
-                 torch.from_numpy(valid.astype(np.int64)))
+                 torch.from_numpy(valid.astype(np.int64)), torch.from_numpy(np.flatnonzero(keep).astype(np.int64)))

@@ -32,6 +32,7 @@ import torch
 from baselines.card import build_card, write_card
 from baselines.config import TrainConfig
 from baselines.data import PairExample, TrainSet, build, check_rows, load_rows, select, target_k
+from baselines.kept_logits import KeptLogits
 from baselines.losses import sequence_logprobs, spl_loss, spl_margin, token_logprobs
 from baselines.model import inspect_model, load_lora_model, trainable_parameters, weights_hash
 from baselines.packing import collate, logits_keep_mode, micro_batches, step_plan
@@ -109,12 +110,21 @@ class _Steps:
         self.cfg, self.acc, self.wrapped, self.peft, self.ts, self.pad_id = cfg, acc, wrapped, peft_model, ts, pad_id
         self.ref: dict[int, torch.Tensor] = {}  # pair index -> (ref log p(chosen), ref log p(rejected))
         self.keep_mode = logits_keep_mode()
+        self.kept_logits = KeptLogits(peft_model)
+
+    @property
+    def logits_path(self) -> str:
+        """How the scored positions' logits were taken: hidden (gathered from the decoder's output) or
+        the model's own `logits_to_keep` form (baselines.packing.KEEP_MODES)."""
+        return "hidden" if self.kept_logits.ok else self.keep_mode
 
     def _forward(self, model: Any, seqs: list) -> tuple[torch.Tensor, Any]:
         """(log-prob of every scored token, the batch) for (prompt ids, completion ids) sequences."""
         batch = collate(seqs, packing=self.cfg.packing, capacity=self.cfg.pack_length,
                         pad_id=self.pad_id).to(self.acc.device)
-        logits = batch.kept(model(**batch.model_inputs(self.keep_mode)).logits, self.keep_mode)
+        logits = self.kept_logits(model, batch) if self.kept_logits.usable else None
+        if logits is None:  # a head that cannot be reproduced: the model's own logits_to_keep
+            logits = batch.kept(model(**batch.model_inputs(self.keep_mode)).logits, self.keep_mode)
         return token_logprobs(logits, batch.targets), batch
 
     def _seq_logprobs(self, model: Any, seqs: list) -> tuple[torch.Tensor, Any]:
@@ -261,7 +271,8 @@ def train(cfg: TrainConfig) -> TrainResult | None:
     wrapped = acc.prepare(model)
     pad_id = spec.tokenizer.pad_token_id
     profiler = StepProfiler(cfg.profile, acc.device.type) if cfg.profile and acc.is_main_process else None
-    curve, throughput = _loop(cfg, acc, _Steps(cfg, acc, wrapped, model, ts, pad_id), params, opt, sched, profiler)
+    steps = _Steps(cfg, acc, wrapped, model, ts, pad_id)
+    curve, throughput = _loop(cfg, acc, steps, params, opt, sched, profiler)
     acc.wait_for_everyone()
     if not acc.is_main_process:
         return None
@@ -271,7 +282,7 @@ def train(cfg: TrainConfig) -> TrainResult | None:
         throughput["profile"] = {**profiler.summary, "file": PROFILE_NAME}
     n_params = sum(p.numel() for p in model.parameters())
     card = build_card(cfg, data=data_card, k=target_k(cfg), processes=acc.num_processes, device=str(acc.device),
-                      precision=precision, curve=curve, throughput=throughput,
+                      precision=precision, logits=steps.logits_path, curve=curve, throughput=throughput,
                       model={"id": spec.model_id, "path": spec.source, "revision": spec.revision,
                              "weights_hash": weights_hash(spec), "num_parameters": n_params,
                              "trainable_parameters": sum(p.numel() for p in params)})

@@ -75,7 +75,8 @@ def run_ours(args: argparse.Namespace) -> dict:
     device = "cuda" if card["runtime"]["device"].startswith("cuda") else "cpu"
     return {"tokens": sum(e["tokens"] for e in timed), "seconds": curve[-1]["elapsed_s"] - t0,
             "slots": None, "padding": card["throughput"]["padding_fraction"], "peak_mb": _peak_mb(device),
-            "first_loss": curve[0]["loss"], "last_loss": curve[-1]["loss"], "device": device}
+            "first_loss": curve[0]["loss"], "last_loss": curve[-1]["loss"], "device": device,
+            "logits": card["runtime"]["logits"]}
 
 
 def run_plain(args: argparse.Namespace) -> dict:
@@ -186,7 +187,7 @@ def main() -> int:
     results = [("plain", args.batch_size, plain)] + [("ours", b, _child(args, "ours", b)) for b in sizes]
     print(f"\ntraining throughput on {results[-1][2]['device']}: model {args.model}, LoRA r 16 on 7 projections, "
           f"{args.seq_len} tokens per example at most, {args.steps} steps ({args.warmup} untimed)"
-          + (", ours compiled" if args.compile else ""))
+          + (", ours compiled" if args.compile else "") + f"; ours' scored logits: {results[-1][2]['logits']}")
     print(f"{'contender':<10} {'batch':>5} {'tokens/s':>10} {'slot tok/s':>11} {'padding':>8} {'peak MB':>9} "
           f"{'loss@1':>9} {'loss@end':>9} {'vs plain':>8}")
     plain_rate = plain["tokens"] / plain["seconds"]

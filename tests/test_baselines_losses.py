@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from baselines.kept_logits import KeptLogits
 from baselines.losses import sequence_logprobs, spl_loss, spl_margin, token_logprobs
 from baselines.packing import KEEP_MODES, collate, logits_keep_mode, micro_batches, pack_rows, step_plan
 
@@ -95,6 +96,10 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
             logits = b.kept(model(**b.model_inputs(mode)).logits, mode)
         got = sequence_logprobs(token_logprobs(logits, b.targets), b.seq_index, 5)
         assert torch.allclose(got, expected, atol=1e-4), mode
+    kept = KeptLogits(model)  # the trainer's own gather from the decoder's output
+    with torch.no_grad():
+        got = sequence_logprobs(token_logprobs(kept(model, b), b.targets), b.seq_index, 5)
+    assert kept.ok is True and torch.allclose(got, expected, atol=1e-4)
     # the same rows with positions running on across sequences (or with a KV cache) mix the sequences up
     with torch.no_grad():
         run_on = torch.arange(b.input_ids.shape[1]).expand_as(b.input_ids)
@@ -103,6 +108,25 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
     for logits in (mixed, cached):
         bad = sequence_logprobs(token_logprobs(logits, b.targets), b.seq_index, 5)
         assert (bad - expected).abs().max() > 1e-2
+
+
+def test_a_head_that_is_not_reproduced_falls_back(tiny_model_dir):
+    """A model that changes its logits after the head (here: doubled) fails the first call's check, so the
+    trainer's gather from the decoder's output is not used for it."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+    def doubled(_module, _args, out):
+        out.logits = out.logits * 2
+        return out
+
+    model.register_forward_hook(doubled)
+    b = collate([([5, 6, 7], [8, 9]), ([10], [11, 12, 13])], packing=True, capacity=16, pad_id=0)
+    kept = KeptLogits(model)
+    with torch.no_grad():
+        assert kept(model, b) is None
+    assert kept.ok is False and not kept.usable
 
 
 def test_kept_positions_give_the_masks_rows_in_its_order():
@@ -116,4 +140,5 @@ def test_kept_positions_give_the_masks_rows_in_its_order():
         gathered = torch.take_along_dim(hidden, b.positions[..., None], dim=1)  # what the model does with it
         assert torch.equal(b.kept(gathered, "positions"), hidden[b.keep])
         assert b.positions.shape == (rows, int(b.keep.sum(1).max())) and len(b.valid) == len(b.targets) == 7
+        assert torch.equal(hidden.reshape(-1, 1)[b.flat], hidden[b.keep])  # the trainer's own gather index
     assert b.positions.tolist() == [[2, 3, 3, 3], [0, 1, 2, 3], [1, 1, 1, 1]]  # unpacked, longest first, ties in order

@@ -269,6 +269,7 @@ def test_compiled_layers_make_the_same_updates_and_adapter_from_two_graphs(tiny_
     torch._dynamo.utils.counters.clear()
     got = train(tiny_config(train_data, deep, tmp_path / "compiled", batch_size=3, compile=True))
     assert got.card["runtime"]["compile"] is True and eager.card["runtime"]["compile"] is False
+    assert got.card["runtime"]["logits"] == eager.card["runtime"]["logits"] == "hidden"
     assert [e["loss"] for e in got.card["loss_curve"]] == pytest.approx(
         [e["loss"] for e in eager.card["loss_curve"]], abs=1e-4)
     stats = torch._dynamo.utils.counters["stats"]
