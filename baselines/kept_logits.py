@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mosaic.models import forward_keeping
+
 
 class KeptLogits:
     def __init__(self, model: Any) -> None:
@@ -33,12 +35,7 @@ class KeptLogits:
         handle = self.decoder.register_forward_hook(lambda _m, _a, out: caught.__setitem__("hidden", out[0]))
         inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids, "use_cache": False}
         try:
-            try:
-                out = model(**inputs, logits_to_keep=1)
-            except TypeError as exc:  # a forward without `logits_to_keep`
-                if "logits_to_keep" not in str(exc):
-                    raise
-                out = model(**inputs)
+            out = forward_keeping(model, 1, **inputs)
         finally:
             handle.remove()
         hidden = caught.get("hidden")

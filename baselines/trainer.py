@@ -194,8 +194,34 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
         torch.cuda.reset_peak_memory_stats(acc.device)
     start = time.perf_counter()
     steps.wrapped.train()
+    curve: list[dict[str, Any]] = []
+    run = steps.pref if ts.kind == "pref" else steps.sft
     with profiler or nullcontext():
-        curve = _steps(cfg, acc, steps, params, opt, sched, plan, lengths, bar, profiler, start, totals)
+        for number, idx in enumerate(plan, 1):
+            denom = float(len(idx)) if ts.kind == "pref" else float(sum(ts.examples[i].label_tokens for i in idx))
+            parts = micro_batches(idx, lengths, acc.process_index, acc.num_processes, cfg.batch_size, cfg.grad_accum)
+            stats = torch.zeros(6, dtype=torch.float64, device=acc.device)
+            for m, part in enumerate(parts):
+                with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
+                    stats += run(part, denom)
+            stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
+            _check_finite(float(stats[0] / stats[1]), number, bar)  # before a bad update is applied
+            if cfg.max_grad_norm > 0:
+                acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            lr = sched.get_last_lr()[0]
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            totals += stats
+            entry = {"step": number, "loss": float(stats[0] / stats[1]), "lr": lr, "tokens": int(stats[2]),
+                     "elapsed_s": round(time.perf_counter() - start, 4)}
+            if ts.kind == "pref":
+                entry.update(pair_accuracy=float(stats[4] / stats[1]), margin=float(stats[5] / stats[1]))
+            curve.append(entry)
+            bar.update(1)
+            bar.set_postfix(loss=f"{entry['loss']:.4f}")
+            if profiler is not None:
+                profiler.step()
     bar.close()
     wall = time.perf_counter() - start
     if not all(bool(p.isfinite().all()) for p in params):  # the last update blew up
@@ -205,39 +231,6 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
                   "padding_fraction": round(1 - float(totals[2] / totals[3]), 4), "peak_memory_mb": peak,
                   "reference_passes": len(steps.ref) if ts.kind == "pref" else None}
     return curve, throughput
-
-
-def _steps(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sched: Any, plan: list, lengths: list,
-           bar: Any, profiler: Any, start: float, totals: Any) -> list:
-    """Every optimizer step of `plan`; the loss curve (`totals` accumulates the step statistics)."""
-    ts, curve = steps.ts, []
-    run = steps.pref if ts.kind == "pref" else steps.sft
-    for number, idx in enumerate(plan, 1):
-        denom = float(len(idx)) if ts.kind == "pref" else float(sum(ts.examples[i].label_tokens for i in idx))
-        parts = micro_batches(idx, lengths, acc.process_index, acc.num_processes, cfg.batch_size, cfg.grad_accum)
-        stats = torch.zeros(6, dtype=torch.float64, device=acc.device)
-        for m, part in enumerate(parts):
-            with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
-                stats += run(part, denom)
-        stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
-        _check_finite(float(stats[0] / stats[1]), number, bar)  # before a bad update is applied
-        if cfg.max_grad_norm > 0:
-            acc.clip_grad_norm_(params, cfg.max_grad_norm)
-        lr = sched.get_last_lr()[0]
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        totals += stats
-        entry = {"step": number, "loss": float(stats[0] / stats[1]), "lr": lr, "tokens": int(stats[2]),
-                 "elapsed_s": round(time.perf_counter() - start, 4)}
-        if ts.kind == "pref":
-            entry.update(pair_accuracy=float(stats[4] / stats[1]), margin=float(stats[5] / stats[1]))
-        curve.append(entry)
-        bar.update(1)
-        bar.set_postfix(loss=f"{entry['loss']:.4f}")
-        if profiler is not None:
-            profiler.step()
-    return curve
 
 
 _NOT_SAVED = "stopped without saving an adapter (lower --lr, set --max-grad-norm, or use --precision fp32)"

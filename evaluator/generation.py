@@ -33,6 +33,7 @@ from pathlib import Path
 
 from evaluator.config import GEN_CACHES, gen_batch_size
 from mosaic.errors import MosaicError
+from mosaic.models import forward_keeping
 
 
 @dataclass(frozen=True)
@@ -210,12 +211,7 @@ def _shared_prompt_cache(model, prompts: list[list[int]], input_ids, mask) -> di
     firsts = [index.index(u) for u in range(len(distinct))]
     ids, m = input_ids[firsts, :-1].to(model.device), mask[firsts, :-1].to(model.device)
     positions = (m.cumsum(-1) - 1).masked_fill(m == 0, 0)  # as generate derives them from the mask
-    try:
-        out = model(input_ids=ids, attention_mask=m, position_ids=positions, use_cache=True, logits_to_keep=1)
-    except TypeError as exc:  # a forward without `logits_to_keep`
-        if "logits_to_keep" not in str(exc):
-            raise
-        out = model(input_ids=ids, attention_mask=m, position_ids=positions, use_cache=True)
+    out = forward_keeping(model, 1, input_ids=ids, attention_mask=m, position_ids=positions, use_cache=True)
     cache = out.past_key_values
     cache.batch_select_indices(torch.tensor(index, device=ids.device))
     return {"past_key_values": cache}

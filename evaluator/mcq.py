@@ -19,7 +19,7 @@ import numpy as np
 
 from evaluator.config import gen_batch_size
 from evaluator.metrics import Scores
-from evaluator.scoring import forward_keeping
+from mosaic.models import forward_keeping
 
 PROMPT = ("Please answer the following multiple choice question. Start your answer with the capital letter "
           "corresponding to your choice:\n\n{question}\n\nAnswer choices:\n\n{choices}\n\nYour answer:")

