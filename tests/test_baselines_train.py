@@ -279,6 +279,25 @@ def test_compiled_layers_make_the_same_updates_and_adapter_from_two_graphs(tiny_
     assert sorted(a) == sorted(b) and not any("_orig_mod" in k for k in a)
 
 
+@pytest.mark.parametrize("method", ["spl", "dpo"])
+def test_compiled_preference_training_matches_eager_in_three_graphs(method, runs, tiny_model_dir, train_data,  # noqa: F811
+                                                                    tmp_path):
+    """SPL / DPO under --compile: the frozen-base reference pass (adapters off, no gradients) is the
+    layers' third variant beside the two training ones, so 3 graphs, far below dynamo's per-code
+    recompile limit (8; past it dynamo would quietly run the layer eagerly), and the same losses."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    got = train(tiny_config(train_data, tiny_model_dir, tmp_path / method, method=method, compile=True))
+    assert [e["loss"] for e in got.card["loss_curve"]] == pytest.approx(
+        [e["loss"] for e in runs[method].card["loss_curve"]], abs=1e-5)
+    assert [e["pair_accuracy"] for e in got.card["loss_curve"]] == [
+        e["pair_accuracy"] for e in runs[method].card["loss_curve"]]
+    stats = torch._dynamo.utils.counters["stats"]
+    assert stats["unique_graphs"] == 3 and not torch._dynamo.utils.counters["graph_break"]
+
+
 def test_profile_writes_the_profiled_steps_and_changes_no_update(runs, tiny_model_dir, train_data, tmp_path):  # noqa: F811
     """--profile 2 on a 6-step run profiles steps 4 and 5 (CPU: operator calls), writes profile.txt
     and the card's summary, and trains exactly as the unprofiled run."""
