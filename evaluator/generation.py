@@ -20,7 +20,10 @@ With `cache="static"` the backend decodes into a transformers `StaticCache` of O
 max-new-tokens group (batch size x (longest prompt + max new tokens)), reset and reused by every
 batch of the group; a short last batch is filled up with repeats of its last request (their outputs
 are dropped). Fixed shapes are what let transformers compile the decoding step once (it does so on
-CUDA) instead of once per batch width.
+CUDA) instead of once per batch width. A batch that runs out of CUDA memory is decoded again, whole
+and from its planned seed, in passes of half the rows (`mosaic.memory.Passes`; the smaller size
+holds for the rest of the run and the notes record it): reproducible, but not the samples of an
+undisturbed run.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from evaluator.config import GEN_CACHES, gen_batch_size
 from mosaic.errors import MosaicError
+from mosaic.memory import Passes
 from mosaic.models import forward_keeping
 
 
@@ -114,17 +118,18 @@ class HFBackend:
             raise MosaicError(f"unknown generation cache {cache!r}: choose one of {', '.join(GEN_CACHES)}")
         self.lm, self.batch_size, self.progress, self.cache = lm, batch_size, progress, cache
         self.new_tokens = 0  # tokens generated for the yielded samples, each up to and including its stop token
+        self.passes = Passes(batch_size, "sequences", "--gen-batch-size", advice="lower --max-new-tokens")
+        self._static: tuple[tuple[int, int], object] | None = None  # ((rows, length), StaticCache): the live one
 
     def generate(self, requests: list[Request], settings: Settings,
                  done: frozenset = frozenset()) -> Iterator[tuple[Request, str]]:
         """(request, completion) for every request whose (row_id, sample_index) is not in `done`; batches are
         planned over all `requests` (so each keeps its seed), those without a missing sample are skipped."""
-        import torch
         from tqdm.auto import tqdm
 
         from mosaic.formatting import detect_format
 
-        tok, model = self.lm.tokenizer, self.lm.model
+        tok = self.lm.tokenizer
         fmt = detect_format(tok)
         encoded = [(r, fmt.prompt_ids(tok, r.prompt)) for r in requests]
         encoded.sort(key=lambda e: (e[0].max_new_tokens, len(e[1]), e[0].row_id, e[0].sample_index))
@@ -132,38 +137,64 @@ class HFBackend:
         pad = tok.pad_token_id if tok.pad_token_id is not None else stop[0]
         todo = sum((r.row_id, r.sample_index) not in done for r in requests)
         bar = tqdm(total=todo, desc="generating", unit="sample", disable=not self.progress)
-        for b, (batch, real, static) in enumerate(self._batches(model, encoded)):
+        for b, (batch, real, static_len) in enumerate(self._batches(encoded)):
             if all((r.row_id, r.sample_index) in done for r, _ in batch[:real]):
                 continue
-            width = max(len(ids) for _, ids in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, (_, ids) in enumerate(batch):  # left padding: every prompt ends at the same column
-                input_ids[i, width - len(ids):] = torch.tensor(ids)
-                mask[i, width - len(ids):] = 1
-            torch.manual_seed(settings.seed + b)
-            with torch.inference_mode():
-                shared = _shared_prompt_cache(model, [ids for _, ids in batch], input_ids, mask)
-                if static is not None:
-                    shared = {"past_key_values": _into_static(static, shared.get("past_key_values"))}
-                out = model.generate(
-                    **shared, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                    do_sample=settings.temperature > 0, temperature=settings.temperature or None,
-                    top_p=settings.top_p, top_k=0, max_new_tokens=max(r.max_new_tokens for r, _ in batch),
-                    eos_token_id=stop, pad_token_id=pad)
-            for i, (req, _) in enumerate(batch[:real]):
+            new = self.passes.run(lambda rows, batch=batch, b=b, static_len=static_len: self._batch_tokens(
+                batch, rows, settings.seed + b, settings, static_len, stop, pad), len(batch))
+            for (req, _), tokens in zip(batch[:real], new):
                 if (req.row_id, req.sample_index) in done:
                     continue
-                new = out[i, width:width + req.max_new_tokens].tolist()
-                cut = next((j for j, t in enumerate(new) if t in stop), len(new))
-                self.new_tokens += min(cut + 1, len(new))
+                tokens = tokens[:req.max_new_tokens]
+                cut = next((j for j, t in enumerate(tokens) if t in stop), len(tokens))
+                self.new_tokens += min(cut + 1, len(tokens))
                 bar.update(1)
-                yield req, tok.decode(new[:cut], skip_special_tokens=True)
+                yield req, tok.decode(tokens[:cut], skip_special_tokens=True)
         bar.close()
 
-    def _batches(self, model, encoded: list) -> Iterator[tuple[list, int, object]]:
-        """(batch, number of real requests in it, StaticCache or None), in `encoded` order. Dynamic: fixed
-        slices. Static: slices within each max-new-tokens group, the short last one filled up with repeats."""
+    def _batch_tokens(self, batch: list, rows: int, seed: int, settings: Settings, static_len: int | None,
+                      stop: list[int], pad: int) -> list[list[int]]:
+        """The new token ids of every row of a planned batch, seeded once with `seed`: in one pass when
+        `rows` covers it, else in consecutive passes of `rows` (a static cache's last pass filled up with
+        repeats of its last request, their outputs dropped), after a pass ran out of CUDA memory."""
+        import torch
+
+        torch.manual_seed(seed)
+        max_new = max(r.max_new_tokens for r, _ in batch)
+        out: list[list[int]] = []
+        for lo in range(0, len(batch), rows):
+            part = batch[lo:lo + rows]
+            filled = part + [part[-1]] * (rows - len(part)) if static_len is not None else part
+            out += self._decode(filled, settings, max_new, static_len, stop, pad)[:len(part)]
+        return out
+
+    def _decode(self, part: list, settings: Settings, max_new: int, static_len: int | None, stop: list[int],
+                pad: int) -> list[list[int]]:
+        """One `generate` call over `part` (left padded, the shared prompts' cache precomputed): new ids per row."""
+        import torch
+
+        model = self.lm.model
+        width = max(len(ids) for _, ids in part)
+        input_ids = torch.full((len(part), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(part), width), dtype=torch.long)
+        for i, (_, ids) in enumerate(part):  # left padding: every prompt ends at the same column
+            input_ids[i, width - len(ids):] = torch.tensor(ids)
+            mask[i, width - len(ids):] = 1
+        with torch.inference_mode():
+            shared = _shared_prompt_cache(model, [ids for _, ids in part], input_ids, mask)
+            if static_len is not None:
+                static = self._static_cache(len(part), static_len)
+                shared = {"past_key_values": _into_static(static, shared.get("past_key_values"))}
+            out = model.generate(
+                **shared, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                do_sample=settings.temperature > 0, temperature=settings.temperature or None,
+                top_p=settings.top_p, top_k=0, max_new_tokens=max_new, eos_token_id=stop, pad_token_id=pad)
+        return out[:, width:].tolist()
+
+    def _batches(self, encoded: list) -> Iterator[tuple[list, int, int | None]]:
+        """(batch, number of real requests in it, static cache length or None), in `encoded` order. Dynamic:
+        fixed slices. Static: slices within each max-new-tokens group, the short last one filled up with
+        repeats; the cache length is the group's longest prompt + its max new tokens."""
         if self.cache == "dynamic":
             for start in range(0, len(encoded), self.batch_size):
                 batch = encoded[start:start + self.batch_size]
@@ -174,10 +205,18 @@ class HFBackend:
             groups.setdefault(e[0].max_new_tokens, []).append(e)
         for max_new, group in groups.items():
             size = min(self.batch_size, len(group))
-            static = _static_cache(model, max(len(ids) for _, ids in group) + max_new)
+            length = max(len(ids) for _, ids in group) + max_new
             for start in range(0, len(group), size):
                 batch = group[start:start + size]
-                yield batch + [batch[-1]] * (size - len(batch)), len(batch), static
+                yield batch + [batch[-1]] * (size - len(batch)), len(batch), length
+
+    def _static_cache(self, rows: int, length: int):
+        """The StaticCache for passes of `rows` x `length`: one shape per group, reused by its batches (the
+        shape is fixed at its first use, so other rows get a new one and the old one is let go first)."""
+        if self._static is None or self._static[0] != (rows, length):
+            self._static = None
+            self._static = ((rows, length), _static_cache(self.lm.model, length))
+        return self._static[1]
 
 
 def _static_cache(model, max_len: int):
@@ -301,7 +340,8 @@ def _ensure(ctx) -> dict[str, list[str]]:
     wanted = {(r.row_id, r.sample_index) for r in requests}
     ctx.notes["generations"] = {"source": str(path), "backend": backend.name, "generated": len(wanted - done),
                                 "new_tokens": getattr(backend, "new_tokens", None), "resumed": len(wanted & done),
-                                "batch_size": getattr(backend, "batch_size", None)}
+                                "batch_size": getattr(backend, "batch_size", None),
+                                **(backend.passes.record() if hasattr(backend, "passes") else {})}
     return samples_by_row([ln for ln in kept if (ln["id"], ln["sample_index"]) in wanted])
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from evaluator.config import gen_batch_size
 from evaluator.metrics import Scores
+from mosaic.memory import Passes
 from mosaic.models import forward_keeping
 
 PROMPT = ("Please answer the following multiple choice question. Start your answer with the capital letter "
@@ -59,33 +60,38 @@ def option_probabilities(ctx, config: str) -> dict[str, np.ndarray]:
         rows = ctx.rows[config]
         out: dict[str, np.ndarray] = {}
         pad = tok.pad_token_id if tok.pad_token_id is not None else fmt.end_token_id
-        bs = gen_batch_size(ctx.cfg, lm.device)
-        with ctx.timer("calibration"):
-            for start in tqdm(range(0, len(rows), bs), desc=f"{config}: option probabilities", unit="batch",
-                              disable=not ctx.progress):
-                batch = rows[start:start + bs]
-                encoded = []
-                for r in batch:
-                    text = mcq_prompt(r["question"], r["choices"])
-                    ids = (fmt.prompt_ids(tok, text) if fmt.kind == "chat_template"
-                           else tok(text + " ", add_special_tokens=True)["input_ids"])
-                    encoded.append(ids)
-                width = max(map(len, encoded))
-                ids_t = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for i, ids in enumerate(encoded):
-                    ids_t[i, width - len(ids):] = torch.tensor(ids)
-                    mask[i, width - len(ids):] = 1
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                with torch.inference_mode():  # the head at the last column only: batch x vocabulary logits
-                    logits = forward_keeping(model, 1, input_ids=ids_t.to(model.device),
-                                             attention_mask=mask.to(model.device),
-                                             position_ids=positions.to(model.device)).logits[:, -1].double()
-                probs = torch.softmax(logits, dim=-1).cpu().numpy()
+        passes = Passes(gen_batch_size(ctx.cfg, lm.device), "questions", "--gen-batch-size")
+
+        def probabilities(batch):
+            encoded = []
+            for r in batch:
+                text = mcq_prompt(r["question"], r["choices"])
+                ids = (fmt.prompt_ids(tok, text) if fmt.kind == "chat_template"
+                       else tok(text + " ", add_special_tokens=True)["input_ids"])
+                encoded.append(ids)
+            width = max(map(len, encoded))
+            ids_t = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, ids in enumerate(encoded):
+                ids_t[i, width - len(ids):] = torch.tensor(ids)
+                mask[i, width - len(ids):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():  # the head at the last column only: batch x vocabulary logits
+                logits = forward_keeping(model, 1, input_ids=ids_t.to(model.device),
+                                         attention_mask=mask.to(model.device),
+                                         position_ids=positions.to(model.device)).logits[:, -1].double()
+            return torch.softmax(logits, dim=-1).cpu().numpy()
+
+        with ctx.timer("calibration"), tqdm(total=len(rows), desc=f"{config}: option probabilities",
+                                            unit="question", disable=not ctx.progress) as bar:
+            for batch, probs in passes.chunks(rows, probabilities):
                 for i, r in enumerate(batch):
                     letters = letter_token_ids(tok, len(r["choices"]))
                     p = np.array([probs[i, ids].sum() for ids in letters])
                     out[r["id"]] = p / p.sum()
+                bar.update(len(batch))
+        if passes.record():
+            ctx.notes.setdefault("calibration_passes", {})[config] = passes.record()
         return out
     return ctx.memo(("option_probs", config), compute)
 

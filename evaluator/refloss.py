@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from evaluator.metrics import Scores
 from evaluator.scoring import ScoredResponse, score_all, score_pairs_batched
+from mosaic.memory import Passes
 
 DEFAULT_BATCH = {"shared-prompt": 8, "batched": 64}  # references per pass when --batch-size is not given
 
@@ -27,7 +28,7 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
         if strategy == "auto":
             strategy = "batched" if str(lm.device).startswith("cuda") else "shared-prompt"
         batch = ctx.cfg.batch_size or DEFAULT_BATCH[strategy]
-        ctx.notes.setdefault("reference_loss_scoring", {})[config] = {"path": strategy, "batch_size": batch}
+        passes = Passes(batch, "references", "--batch-size")
         rows = [r for r in ctx.rows[config] if r["responses"]]
         encoded = []
         for row in rows:
@@ -39,14 +40,16 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
             if strategy == "shared-prompt":
                 with tqdm(total=len(rows), desc=f"{config}: reference loss", unit="prompt",
                           disable=not ctx.progress) as bar:
-                    scored = score_all(lm.model, encoded, batch, on_prompt=bar.update)
+                    scored = score_all(lm.model, encoded, batch, on_prompt=bar.update, passes=passes)
                 out = {row["id"]: refs for row, refs in zip(rows, scored)}
             else:
                 pairs = [(p, r) for p, refs in encoded for r in refs]
                 with tqdm(total=len(pairs), desc=f"{config}: reference loss", unit="reference",
                           disable=not ctx.progress) as bar:
-                    flat = iter(score_pairs_batched(lm.model, pairs, batch, on_batch=bar.update))
+                    flat = iter(score_pairs_batched(lm.model, pairs, batch, on_batch=bar.update, passes=passes))
                 out = {row["id"]: [next(flat) for _ in refs] for row, (_, refs) in zip(rows, encoded)}
+        ctx.notes.setdefault("reference_loss_scoring", {})[config] = {"path": strategy, "batch_size": batch,
+                                                                       **passes.record()}
         ctx.notes.setdefault("reference_loss_tokens", {})[config] = \
             sum(len(p) + sum(len(r) for r in refs) for p, refs in encoded)
         return out

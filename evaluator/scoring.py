@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mosaic.memory import Passes
 from mosaic.models import forward_keeping
 
 
@@ -70,17 +71,25 @@ def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> SharedPrefix | Non
 
 
 def score_all(model, encoded: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], batch_size: int = 8,
-              on_prompt=None, group: int | None = None) -> list[list[ScoredResponse]]:
+              on_prompt=None, group: int | None = None, passes: Passes | None = None) -> list[list[ScoredResponse]]:
     """Token NLLs of every (prompt ids, references) in order (see `score_group`), `group` prompts at a
     time (default `batch_size`: the prompt pass then has as many rows as a reference pass), the
-    prompts' common prefix encoded once (`shared_prefix`); `on_prompt()` after each prompt."""
-    group = group or batch_size
+    prompts' common prefix encoded once (`shared_prefix`); `on_prompt()` after each prompt. Prompt
+    and reference passes share one `passes`: rows halved on running out of CUDA memory (a group of
+    the default size follows it; a failed prompt pass reruns its group with half the prompts)."""
     prefix = shared_prefix(model, [p for p, _ in encoded])
+    passes = passes or Passes(batch_size, "references", "--batch-size")
+
+    def run(part):
+        return score_group(model, part, batch_size, prefix=prefix, passes=passes)
+
+    parts = (passes.chunks(encoded, run) if group is None else
+             ((encoded[lo:lo + group], run(encoded[lo:lo + group])) for lo in range(0, len(encoded), group)))
     out: list[list[ScoredResponse]] = []
-    for lo in range(0, len(encoded), group):
-        out += score_group(model, encoded[lo:lo + group], batch_size, prefix=prefix)
+    for part, scored in parts:
+        out += scored
         if on_prompt is not None:
-            for _ in encoded[lo:lo + group]:
+            for _ in part:
                 on_prompt()
     return out
 
@@ -92,7 +101,7 @@ def score_prompt_references(model, prompt_ids: Sequence[int], references: Sequen
 
 
 def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], batch_size: int = 8,
-                prefix: SharedPrefix | None = None) -> list[list[ScoredResponse]]:
+                prefix: SharedPrefix | None = None, passes: Passes | None = None) -> list[list[ScoredResponse]]:
     """Token NLLs of the references of a few prompts, each prompt encoded once.
 
     One pass encodes the prompts (right-padded, pads masked), continuing `prefix`'s cache (a copy)
@@ -106,7 +115,8 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
     (checked once per model, `_split_head`), the head runs at scored positions only, one
     vocabulary block at a time (no logits at pads, no full logit matrix); otherwise the model's
     logits are used. Sums over tokens are float64; the result does not depend on the batch size
-    or the grouping beyond float32 rounding (about 1e-6 nats per token)."""
+    or the grouping beyond float32 rounding (about 1e-6 nats per token), so a reference pass that
+    runs out of CUDA memory is simply run again in halves (`passes`, default `batch_size` rows)."""
     import torch
 
     device = next(model.parameters()).device
@@ -146,28 +156,30 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
         first = torch.log_softmax(last.double(), dim=-1)  # (n, V): the first reference token's distribution
         cache = out.past_key_values
         order = sorted(range(len(refs)), key=lambda i: (-len(refs[i][2]), i))  # longest first
-        for lo in range(0, len(order), batch_size):
-            idx = order[lo:lo + batch_size]
+
+        def rest_nll(idx: Sequence[int]) -> np.ndarray:
+            """NLLs of the references `idx` after their first token, one pass continuing their prompts' rows."""
             chunk = [(g, r) for g, _, r in (refs[i] for i in idx)]
-            firsts = [-first[g, r[0]].item() for g, r in chunk]
             width = max(len(r) for _, r in chunk) - 1
             if width == 0:
-                rest = np.zeros(0)
-            else:
-                inputs = torch.zeros((len(chunk), width), dtype=torch.long)
-                mask = torch.zeros((len(chunk), width_p + width), dtype=torch.long)
-                positions = torch.zeros((len(chunk), width), dtype=torch.long)
-                for b, (g, r) in enumerate(chunk):
-                    inputs[b, :len(r) - 1] = torch.tensor(r[:-1])
-                    mask[b, :lens[g]] = 1
-                    mask[b, width_p:width_p + len(r) - 1] = 1
-                    positions[b] = torch.arange(lens[g], lens[g] + width)
-                batch_cache = copy.deepcopy(cache)
-                batch_cache.batch_select_indices(torch.tensor([g for g, _ in chunk], device=device))
-                step = {"input_ids": inputs.to(device), "attention_mask": mask.to(device),
-                        "position_ids": positions.to(device), "past_key_values": batch_cache, "use_cache": True}
-                rest = _span_nll(model, split, step, width, [(b, 0, len(r) - 1) for b, (_, r) in enumerate(chunk)],
-                                 [t for _, r in chunk for t in r[1:]])
+                return np.zeros(0)
+            inputs = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width_p + width), dtype=torch.long)
+            positions = torch.zeros((len(chunk), width), dtype=torch.long)
+            for b, (g, r) in enumerate(chunk):
+                inputs[b, :len(r) - 1] = torch.tensor(r[:-1])
+                mask[b, :lens[g]] = 1
+                mask[b, width_p:width_p + len(r) - 1] = 1
+                positions[b] = torch.arange(lens[g], lens[g] + width)
+            batch_cache = copy.deepcopy(cache)
+            batch_cache.batch_select_indices(torch.tensor([g for g, _ in chunk], device=device))
+            step = {"input_ids": inputs.to(device), "attention_mask": mask.to(device),
+                    "position_ids": positions.to(device), "past_key_values": batch_cache, "use_cache": True}
+            return _span_nll(model, split, step, width, [(b, 0, len(r) - 1) for b, (_, r) in enumerate(chunk)],
+                             [t for _, r in chunk for t in r[1:]])
+
+        for idx, rest in (passes or Passes(batch_size, "references", "--batch-size")).chunks(order, rest_nll):
+            firsts = [-first[refs[i][0], refs[i][2][0]].item() for i in idx]
             offset = 0
             for b, i in enumerate(idx):
                 g, j, r = refs[i]
@@ -252,7 +264,7 @@ def _split_head(model, probe_ids: Sequence[int]):
 
 
 def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = 64,
-                        on_batch=None) -> list[ScoredResponse]:
+                        on_batch=None, passes: Passes | None = None) -> list[ScoredResponse]:
     """Token NLLs of each (prompt ids, reference ids) pair, many prompts per forward pass.
 
     The GPU path: a forward is cheap there and a launch is not, so `batch_size` whole sequences
@@ -263,7 +275,9 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
     else by asking the model for the last max(reference length) + 1 columns (`logits_to_keep`),
     the span that holds every scored token's prediction. The prompt is recomputed per reference
     (no cache sharing), which costs prompt FLOPs but not launches. Same quantity as
-    `score_prompt_references`, input order kept; `on_batch(n_pairs)` is called after each pass."""
+    `score_prompt_references`, input order kept; `on_batch(n_pairs)` is called after each pass.
+    A pass that runs out of CUDA memory is run again in halves (`passes`, default one of
+    `batch_size` rows), which changes no result."""
     import torch
 
     device = next(model.parameters()).device
@@ -273,21 +287,9 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
     order = sorted(range(len(seqs)), key=lambda i: (-(len(seqs[i][0]) + len(seqs[i][1])), i))
     results: list[ScoredResponse | None] = [None] * len(seqs)
     split = _split_head(model, seqs[0][0]) if seqs else None
+    passes = passes or Passes(batch_size, "references", "--batch-size")
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            full = [seqs[i][0] + seqs[i][1] for i in idx]
-            width = max(len(f) for f in full)
-            keep = max(len(seqs[i][1]) for i in idx) + 1
-            ids = torch.zeros((len(idx), width), dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for b, f in enumerate(full):
-                ids[b, width - len(f):] = torch.tensor(f)
-                mask[b, width - len(f):] = 1
-            positions = (mask.cumsum(1) - 1).clamp_(min=0)
-            step = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device))
-            spans = [(b, keep - 1 - len(seqs[i][1]), keep - 1) for b, i in enumerate(idx)]  # columns predicting refs
-            nll = _span_nll(model, split, step, keep, spans, [t for i in idx for t in seqs[i][1]])
+        for idx, nll in passes.chunks(order, lambda idx: _pairs_pass(model, split, seqs, idx, device)):
             offset = 0
             for i in idx:
                 n = len(seqs[i][1])
@@ -296,6 +298,24 @@ def score_pairs_batched(model, pairs: Sequence[tuple[Sequence[int], Sequence[int
             if on_batch is not None:
                 on_batch(len(idx))
     return results
+
+
+def _pairs_pass(model, split, seqs: list, idx: Sequence[int], device) -> np.ndarray:
+    """One left-padded pass over the sequences `idx` of `score_pairs_batched`: their references' NLLs, in order."""
+    import torch
+
+    full = [seqs[i][0] + seqs[i][1] for i in idx]
+    width = max(len(f) for f in full)
+    keep = max(len(seqs[i][1]) for i in idx) + 1
+    ids = torch.zeros((len(idx), width), dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for b, f in enumerate(full):
+        ids[b, width - len(f):] = torch.tensor(f)
+        mask[b, width - len(f):] = 1
+    positions = (mask.cumsum(1) - 1).clamp_(min=0)
+    step = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device))
+    spans = [(b, keep - 1 - len(seqs[i][1]), keep - 1) for b, i in enumerate(idx)]  # columns predicting refs
+    return _span_nll(model, split, step, keep, spans, [t for i in idx for t in seqs[i][1]])
 
 
 def _span_nll(model, split, step: dict, keep: int, spans, targets) -> np.ndarray:
