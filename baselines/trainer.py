@@ -203,7 +203,11 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
             stats = torch.zeros(6, dtype=torch.float64, device=acc.device)
             for m, part in enumerate(parts):
                 with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
-                    stats += run(part, denom)
+                    try:
+                        stats += run(part, denom)
+                    except torch.cuda.OutOfMemoryError as exc:
+                        bar.close()
+                        raise MosaicError(_out_of_memory(cfg, number, len(part), ts.kind, exc)) from exc
             stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
             _check_finite(float(stats[0] / stats[1]), number, bar)  # before a bad update is applied
             if cfg.max_grad_norm > 0:
@@ -234,6 +238,16 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
 
 
 _NOT_SAVED = "stopped without saving an adapter (lower --lr, set --max-grad-norm, or use --precision fp32)"
+
+
+def _out_of_memory(cfg: TrainConfig, step: int, examples: int, kind: str, exc: BaseException) -> str:
+    """The message for a micro-batch that ran out of GPU memory: what ran, and the options that shrink it."""
+    what = "preference pairs" if kind == "pref" else "examples"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (f"step {step}: out of GPU memory on a micro-batch of {examples} {what} ({first}); lower --batch-size "
+            f"and raise --grad-accum by the same factor (the updates stay the same), or pass "
+            f"--gradient-checkpointing, or lower --max-length{' / --pack-length' if cfg.packing else ''}; "
+            f"{_NOT_SAVED.split(' (')[0]}")
 
 
 def _check_finite(loss: float, step: int, bar: Any) -> None:

@@ -314,3 +314,33 @@ def test_profile_writes_the_profiled_steps_and_changes_no_update(runs, tiny_mode
     assert "profile in" in got.summary() and "profile" not in runs["mrt"].card["throughput"]
     with pytest.raises(MosaicError, match=r"--profile 4 needs --max-steps >= 7 .*got --max-steps 6"):
         TrainConfig(method="mrt", out="x", max_steps=6, profile=4).check()
+
+
+def test_out_of_gpu_memory_names_the_options_that_shrink_a_micro_batch(monkeypatch, tiny_model_dir, train_data,  # noqa: F811
+                                                                       tmp_path):
+    """CUDA's out-of-memory error (raised here by a hook on the decoder) stops training with the step,
+    the micro-batch and the options that shrink it; nothing is saved."""
+    from baselines import trainer
+    from mosaic.errors import MosaicError
+
+    real = trainer.load_lora_model
+
+    def load(*args):
+        model = real(*args)
+
+        def hook(module, inputs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+
+        model.get_base_model().get_decoder().register_forward_pre_hook(hook)
+        return model
+
+    monkeypatch.setattr(trainer, "load_lora_model", load)
+    for method, what in (("mrt", "12 examples"), ("dpo", "3 preference pairs")):
+        cfg = tiny_config(train_data, tiny_model_dir, tmp_path / method, method=method,
+                          batch_size=12 if method == "mrt" else 3)
+        with pytest.raises(MosaicError, match=rf"step 1: out of GPU memory on a micro-batch of {what} \(CUDA out of "
+                                              r"memory. Tried to allocate 1.50 GiB\); lower --batch-size and raise "
+                                              r"--grad-accum by the same factor .*--gradient-checkpointing, or lower "
+                                              r"--max-length / --pack-length; stopped without saving an adapter$"):
+            train(cfg)
+        assert not (tmp_path / method / "adapter_config.json").exists()
