@@ -37,7 +37,7 @@ from pathlib import Path
 from evaluator.config import GEN_CACHES, gen_batch_size
 from mosaic.errors import MosaicError
 from mosaic.memory import Passes
-from mosaic.models import forward_keeping
+from mosaic.models import cache_keyword, forward_keeping, output_cache
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,8 @@ class HFBackend:
             shared = _shared_prompt_cache(model, [ids for _, ids in part], input_ids, mask)
             if static_len is not None:
                 static = self._static_cache(len(part), static_len)
-                shared = {"past_key_values": _into_static(static, shared.get("past_key_values"))}
+                key = cache_keyword(model)
+                shared = {key: _into_static(static, shared.get(key))}
             out = model.generate(
                 **shared, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                 do_sample=settings.temperature > 0, temperature=settings.temperature or None,
@@ -239,8 +240,8 @@ def _into_static(static, prefix):
 
 
 def _shared_prompt_cache(model, prompts: list[list[int]], input_ids, mask) -> dict:
-    """{"past_key_values": cache} holding all but the last column of the left-padded batch, computed
-    once per distinct prompt and repeated to its rows; {} when no prompt repeats (generate prefills)."""
+    """{cache keyword: cache} holding all but the last column of the left-padded batch, computed once
+    per distinct prompt and repeated to its rows; {} when no prompt repeats (generate prefills)."""
     import torch
 
     distinct: dict[tuple[int, ...], int] = {}
@@ -251,9 +252,9 @@ def _shared_prompt_cache(model, prompts: list[list[int]], input_ids, mask) -> di
     ids, m = input_ids[firsts, :-1].to(model.device), mask[firsts, :-1].to(model.device)
     positions = (m.cumsum(-1) - 1).masked_fill(m == 0, 0)  # as generate derives them from the mask
     out = forward_keeping(model, 1, input_ids=ids, attention_mask=m, position_ids=positions, use_cache=True)
-    cache = out.past_key_values
+    cache = output_cache(out)
     cache.batch_select_indices(torch.tensor(index, device=ids.device))
-    return {"past_key_values": cache}
+    return {cache_keyword(model): cache}
 
 
 class VLLMBackend:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mosaic.memory import Passes
-from mosaic.models import forward_keeping
+from mosaic.models import cache_keyword, forward_keeping, output_cache
 
 
 @dataclass
@@ -67,7 +67,7 @@ def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> SharedPrefix | Non
     with torch.inference_mode():
         out = forward_keeping(model, 1, input_ids=torch.tensor([ids], device=next(model.parameters()).device),
                               use_cache=True)
-    return SharedPrefix(ids, out.past_key_values)
+    return SharedPrefix(ids, output_cache(out))
 
 
 def score_all(model, encoded: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], batch_size: int = 8,
@@ -120,6 +120,7 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
     import torch
 
     device = next(model.parameters()).device
+    key = cache_keyword(model)
     prompts = [list(p) for p, _ in group]
     refs = [(g, j, list(r)) for g, (_, rs) in enumerate(group) for j, r in enumerate(rs)]  # (prompt, slot, ids)
     if any(not p for p in prompts) or any(not r for _, _, r in refs):
@@ -143,7 +144,7 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
         if start:
             cache = copy.deepcopy(prefix.cache)
             cache.batch_repeat_interleave(n)
-            step["past_key_values"] = cache
+            step[key] = cache
         last_col = torch.tensor([length - 1 - start for length in lens], device=device)
         rows = torch.arange(n, device=device)
         if split is None:  # logits for the columns from the shortest prompt's last position on
@@ -154,7 +155,7 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
             out = split.decoder(**step)
             last = split.logits(out.last_hidden_state[rows, last_col])
         first = torch.log_softmax(last.double(), dim=-1)  # (n, V): the first reference token's distribution
-        cache = out.past_key_values
+        cache = output_cache(out)
         order = sorted(range(len(refs)), key=lambda i: (-len(refs[i][2]), i))  # longest first
 
         def rest_nll(idx: Sequence[int]) -> np.ndarray:
@@ -174,7 +175,7 @@ def score_group(model, group: Sequence[tuple[Sequence[int], Sequence[Sequence[in
             batch_cache = copy.deepcopy(cache)
             batch_cache.batch_select_indices(torch.tensor([g for g, _ in chunk], device=device))
             step = {"input_ids": inputs.to(device), "attention_mask": mask.to(device),
-                    "position_ids": positions.to(device), "past_key_values": batch_cache, "use_cache": True}
+                    "position_ids": positions.to(device), key: batch_cache, "use_cache": True}
             return _span_nll(model, split, step, width, [(b, 0, len(r) - 1) for b, (_, r) in enumerate(chunk)],
                              [t for _, r in chunk for t in r[1:]])
 

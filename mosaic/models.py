@@ -100,6 +100,31 @@ def forward_keeping(model, keep: int, **inputs):
         return model(**inputs)
 
 
+def cache_keyword(model) -> str:
+    """The keyword a causal LM's forward (and `generate`) takes a KV cache by: `cache` where its forward
+    has one (transformers 5.2x, where `past_key_values` warns and is announced for removal), else
+    `past_key_values` (transformers up to 5.17, and custom model code). A peft wrapper passes keywords
+    through to its base model, whose forward is read; a forward that names neither (a wrapper taking
+    **kwargs) is answered for by its decoder's."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    try:
+        decoder = base.get_decoder()
+    except (AttributeError, NotImplementedError):
+        decoder = None
+    return cache_keyword(decoder) if decoder is not None and decoder is not base else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache of a forward's output, under its new name (`cache`) or its old one."""
+    return out["cache"] if "cache" in out.keys() else out.past_key_values
+
+
 # Files a tokenizer reads its vocabulary from; a local model folder needs one of them.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "tiktoken.model")
 

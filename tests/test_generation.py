@@ -123,3 +123,64 @@ def test_generation_batch_defaults_by_device():
     assert auto.gen_batch_size is None
     assert [gen_batch_size(auto, d) for d in ("cpu", "cuda", "cuda:1")] == [64, 256, 256]
     assert gen_batch_size(EvalConfig(gen_batch_size=8).resolved(), "cuda:0") == 8
+
+
+def test_the_cache_keyword_follows_the_models_forward():
+    """`cache` where a forward names it (transformers 5.2x, where `past_key_values` is deprecated), else
+    `past_key_values`; a peft-style wrapper answers by its base model, a **kwargs wrapper by its decoder."""
+    import torch
+
+    from mosaic.models import cache_keyword
+
+    class New(torch.nn.Module):
+        def forward(self, input_ids=None, cache=None, **kwargs):
+            return None
+
+    class Old(torch.nn.Module):
+        def forward(self, input_ids=None, past_key_values=None, **kwargs):
+            return None
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kwargs):
+            return self.inner(**kwargs)
+
+        def get_decoder(self):
+            return self.inner
+
+    class Peft(Wrapper):
+        def get_base_model(self):
+            return self.inner
+
+    assert cache_keyword(New()) == "cache" and cache_keyword(Old()) == "past_key_values"
+    assert cache_keyword(Wrapper(New())) == "cache" and cache_keyword(Wrapper(Old())) == "past_key_values"
+    assert cache_keyword(Peft(New())) == "cache" and cache_keyword(Peft(Old())) == "past_key_values"
+
+    class Bare(torch.nn.Module):  # names neither and has no decoder: the long-standing name
+        def forward(self, **kwargs):
+            return None
+
+    assert cache_keyword(Bare()) == "past_key_values"
+
+
+def test_cache_passing_raises_no_deprecation_warning(tiny_lm):
+    """Scoring (a shared prefix continued, references continuing their prompt's cache) and generation
+    (shared prompts, dynamic and static caches) on the installed transformers: no FutureWarning, so
+    nothing here leans on a keyword announced for removal."""
+    import warnings
+
+    from evaluator import scoring
+
+    tok = tiny_lm.tokenizer
+    system = tok("You are a helpful assistant. Answer briefly.")["input_ids"]
+    encoded = [(system + tok(p)["input_ids"], [tok(r)["input_ids"] for r in ("Yes.", "No, never.")])
+               for p in ("Is the sky blue?", "Is water dry?")]
+    requests = [Request(rid, i, p, 6) for rid, p in PROMPTS.items() for i in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        scored = scoring.score_all(tiny_lm.model, encoded, batch_size=2)
+        texts = {cache: _run(tiny_lm, requests, batch_size=4, cache=cache) for cache in ("dynamic", "static")}
+    assert [len(g) for g in scored] == [2, 2] and texts["dynamic"] == texts["static"]
