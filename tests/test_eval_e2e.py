@@ -12,7 +12,8 @@ import pytest
 
 from evaluator.results import validate_results
 from mosaic.hub import ConfigSpec, export_folder
-from mosaic.schema import MCQRecord, Record, Response, Tests
+from mosaic.schema import MCQRecord, Record, Response
+from mosaic.schema import Tests as CodeTests  # not `Tests*`: pytest would try to collect it
 
 
 def _mosaic(*args, timeout=900, env=None):
@@ -28,7 +29,7 @@ def bench(tmp_path_factory):
                    responses=[Response(f"Answer {j} to {d} task {i}: " + "words " * (j + 2))
                               for j in range(3)]).to_row()
             for d in ("creative", "advisory") for i in range(3) for v in range(2)]
-    code = Tests(input=["1 2\n", "5 5\n"], output=["3\n", "10\n"], kind=["public", "private"])
+    code = CodeTests(input=["1 2\n", "5 5\n"], output=["3\n", "10\n"], kind=["public", "private"])
     rows += [Record(item_id="code-0", source="mosaic", domain="code", variant=v, prompt=f"Add two ints ({v}).",
                     responses=[Response("```python\nprint(sum(map(int, input().split())))\n```")],
                     tests=code).to_row() for v in range(2)]
@@ -148,6 +149,8 @@ def test_missing_model_and_bad_adapter(bench, tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from mosaic.models import peft_quieted
+
     code, _, err = _mosaic("eval", "--model", tmp_path / "nope", "--data", bench, "--metrics", "ref_loss",
                            "--out", tmp_path / "r.json")
     assert code == 2 and "not a Hub model id" in err
@@ -157,7 +160,8 @@ def test_missing_model_and_bad_adapter(bench, tiny_model_dir, tmp_path):
     assert code == 2 and "not a LoRA adapter folder" in err
     other = LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                          num_attention_heads=2, num_key_value_heads=1))
-    get_peft_model(other, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "lora")
+    with peft_quieted():
+        get_peft_model(other, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "lora")
     code, _, err = _mosaic("eval", "--model", tiny_model_dir, "--adapter", tmp_path / "lora", "--data", bench,
                            "--metrics", "ref_loss", "--out", tmp_path / "r.json")
     assert code == 2 and "does not fit model" in err and "Traceback" not in err

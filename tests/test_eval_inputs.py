@@ -123,9 +123,12 @@ def adapter_dir(tiny_model_dir, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from mosaic.models import peft_quieted
+
     out = tmp_path_factory.mktemp("adapter") / "lora"
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(out)
+    with peft_quieted():
+        get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(out)
     return out
 
 
@@ -201,9 +204,12 @@ def test_adapter_shape_mismatch_names_the_first_mismatch(tiny_model_dir, exporte
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from mosaic.models import peft_quieted
+
     other = LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32,
                                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1))
-    get_peft_model(other, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "lora")
+    with peft_quieted():
+        get_peft_model(other, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "lora")
     rc, err = _eval(capsys, "--model", tiny_model_dir, "--adapter", tmp_path / "lora", "--data", exported,
                     "--configs", "demo", "--metrics", "ref_loss", "--out", tmp_path / "r.json")
     assert rc == 2 and "does not fit model" in err

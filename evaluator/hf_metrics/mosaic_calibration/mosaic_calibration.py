@@ -58,7 +58,9 @@ def _distribution(values, where: str) -> np.ndarray:
         raise ValueError(f"{where}: expected at least two option probabilities, got {values!r}")
     if not np.isfinite(p).all() or (p < 0).any() or not p.max() > 0:
         raise ValueError(f"{where}: option probabilities must be finite, non-negative and not all zero: {values!r}")
-    if not np.isfinite(p.sum()):  # huge weights (1e308 + 1e308): scale first, so the sum does not overflow
+    with np.errstate(over="ignore"):  # huge weights (1e308 + 1e308): the sum overflows; scale first then
+        total = p.sum()
+    if not np.isfinite(total):
         p = p / p.max()
     return p / p.sum()  # otherwise exactly as `mosaic eval` renormalises
 
