@@ -145,8 +145,11 @@ def prepare() -> None:
                         "-d", str(GPU / sub), *names], check=True)
     # our own wheel, for its entry points (`python -m mosaic.cli train` finds its commands through them);
     # the code itself is imported from the carried working tree, which comes first on the path there
+    build_existed = (REPO / "build").exists()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(GPU / "wheels"), str(REPO)], check=True)
+    if not build_existed:  # setuptools' leftovers from the wheel, not ours to keep
+        shutil.rmtree(REPO / "build", ignore_errors=True)
     for sub in ("model1", "model2", "arch", *WHEELS):
         size = sum(f.stat().st_size for f in (GPU / sub).iterdir()) / 2**20
         print(f".gpu/{sub}: {size:.1f} MiB")
