@@ -201,19 +201,20 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
             denom = float(len(idx)) if ts.kind == "pref" else float(sum(ts.examples[i].label_tokens for i in idx))
             parts = micro_batches(idx, lengths, acc.process_index, acc.num_processes, cfg.batch_size, cfg.grad_accum)
             stats = torch.zeros(6, dtype=torch.float64, device=acc.device)
-            for m, part in enumerate(parts):
-                with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
-                    try:
+            part: list[int] = []
+            try:
+                for m, part in enumerate(parts):
+                    with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
                         stats += run(part, denom)
-                    except torch.cuda.OutOfMemoryError as exc:
-                        bar.close()
-                        raise MosaicError(_out_of_memory(cfg, number, len(part), ts.kind, exc)) from exc
-            stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
-            _check_finite(float(stats[0] / stats[1]), number, bar)  # before a bad update is applied
-            if cfg.max_grad_norm > 0:
-                acc.clip_grad_norm_(params, cfg.max_grad_norm)
-            lr = sched.get_last_lr()[0]
-            opt.step()
+                stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
+                _check_finite(float(stats[0] / stats[1]), number, bar)  # before a bad update is applied
+                if cfg.max_grad_norm > 0:
+                    acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                lr = sched.get_last_lr()[0]
+                opt.step()  # the first one allocates the optimizer's state
+            except torch.OutOfMemoryError as exc:
+                bar.close()
+                raise MosaicError(_out_of_memory(cfg, number, len(part), ts.kind, exc)) from exc
             sched.step()
             opt.zero_grad(set_to_none=True)
             totals += stats
@@ -244,10 +245,10 @@ def _out_of_memory(cfg: TrainConfig, step: int, examples: int, kind: str, exc: B
     """The message for a micro-batch that ran out of GPU memory: what ran, and the options that shrink it."""
     what = "preference pairs" if kind == "pref" else "examples"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return (f"step {step}: out of GPU memory on a micro-batch of {examples} {what} ({first}); lower --batch-size "
-            f"and raise --grad-accum by the same factor (the updates stay the same), or pass "
-            f"--gradient-checkpointing, or lower --max-length{' / --pack-length' if cfg.packing else ''}; "
-            f"{_NOT_SAVED.split(' (')[0]}")
+    return (f"step {step}: out of GPU memory with micro-batches of {examples} {what} ({first}); lower --batch-size "
+            f"and raise --grad-accum by the same factor (the same effective batch: the loss is normalised over the "
+            f"whole step), or pass --gradient-checkpointing, or lower "
+            f"--max-length{' / --pack-length' if cfg.packing else ''}; {_NOT_SAVED.split(' (')[0]}")
 
 
 def _check_finite(loss: float, step: int, bar: Any) -> None:

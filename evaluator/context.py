@@ -35,6 +35,18 @@ class EvalContext:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def passes(self, stage: str, rows: int, what: str, option: str) -> Any:
+        """The `mosaic.memory.Passes` of a stage (reference_loss, calibration), one per run so that a size
+        halved on running out of GPU memory holds for the stage's later configs too."""
+        from mosaic.memory import Passes
+
+        return self.memo(("passes", stage), lambda: Passes(rows, what, option))
+
+    def note_passes(self, stage: str, passes: Any) -> None:
+        """notes.out_of_memory[stage] = the passes' record, when a pass was halved."""
+        if passes.record():
+            self.notes.setdefault("out_of_memory", {})[stage] = passes.record()
+
     @contextmanager
     def timer(self, stage: str):
         start = time.perf_counter()

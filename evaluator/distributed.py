@@ -7,7 +7,9 @@ reference). Without a launcher this is one process. Launch with
   accelerate launch --multi_gpu --num_processes N -m mosaic.cli eval ...      (GPUs; also CPU + gloo)
   torchrun --nproc_per_node N -m mosaic.cli eval ...
 Model-scored metrics are identical to one process; sampled generations are reproducible for a
-given process count and batch size (each process seeds its own batches).
+given process count and batch size (each process seeds its own batches), and for where a process
+ran out of GPU memory and decoded in smaller passes (each process's halvings are in the results'
+notes.per_process).
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 Generations file (DESIGN §11): JSONL, one line per sample: `id` (dataset row id), `completion`,
 `sample_index`, and the settings that produced it (`model`, `weights` and `adapter` hashes,
-`seed`, `temperature`, `top_p`, `max_new_tokens`). With `--resume`, the file's samples are kept
-and only the missing (id, sample_index) pairs are generated; a file holding samples made with
-other settings is refused (never rewritten), and a last line cut off by a kill is dropped. The
-batches are planned over ALL requests and a batch is seeded by its place in that plan, so a
-resumed run regenerates only the batches with missing samples and ends with the samples an
-uninterrupted run would have produced.
+`seed`, `temperature`, `top_p`, `max_new_tokens`; `rows_per_pass` when GPU memory ran out and
+batches were decoded in smaller passes). With `--resume`, the file's samples are kept and only
+the missing (id, sample_index) pairs are generated; a file holding samples made with other
+settings is refused (never rewritten), and a last line cut off by a kill is dropped. The batches
+are planned over ALL requests and a batch is seeded by its place in that plan, and a resumed run
+decodes in passes of the file's smallest `rows_per_pass`, so it regenerates only the batches
+with missing samples and ends with the samples an uninterrupted run would have produced.
 
 Backends share one interface (`generate(requests, settings) -> iterator of (request, text)`):
 `hf` batches requests with left padding, sorted by prompt length so a batch wastes little on
@@ -118,7 +119,8 @@ class HFBackend:
             raise MosaicError(f"unknown generation cache {cache!r}: choose one of {', '.join(GEN_CACHES)}")
         self.lm, self.batch_size, self.progress, self.cache = lm, batch_size, progress, cache
         self.new_tokens = 0  # tokens generated for the yielded samples, each up to and including its stop token
-        self.passes = Passes(batch_size, "sequences", "--gen-batch-size", advice="lower --max-new-tokens")
+        self.passes = Passes(batch_size, "sequences", "--gen-batch-size", advice="lower --max-new-tokens",
+                             release=self._drop_static)
         self._static: tuple[tuple[int, int], object] | None = None  # ((rows, length), StaticCache): the live one
 
     def generate(self, requests: list[Request], settings: Settings,
@@ -140,8 +142,8 @@ class HFBackend:
         for b, (batch, real, static_len) in enumerate(self._batches(encoded)):
             if all((r.row_id, r.sample_index) in done for r, _ in batch[:real]):
                 continue
-            new = self.passes.run(lambda rows, batch=batch, b=b, static_len=static_len: self._batch_tokens(
-                batch, rows, settings.seed + b, settings, static_len, stop, pad), len(batch))
+            new = self.passes.run(lambda rows, batch=batch, b=b, real=real, static_len=static_len: self._batch_tokens(
+                batch, real, rows, settings.seed + b, settings, static_len, stop, pad), len(batch))
             for (req, _), tokens in zip(batch[:real], new):
                 if (req.row_id, req.sample_index) in done:
                     continue
@@ -152,17 +154,18 @@ class HFBackend:
                 yield req, tok.decode(tokens[:cut], skip_special_tokens=True)
         bar.close()
 
-    def _batch_tokens(self, batch: list, rows: int, seed: int, settings: Settings, static_len: int | None,
-                      stop: list[int], pad: int) -> list[list[int]]:
-        """The new token ids of every row of a planned batch, seeded once with `seed`: in one pass when
-        `rows` covers it, else in consecutive passes of `rows` (a static cache's last pass filled up with
-        repeats of its last request, their outputs dropped), after a pass ran out of CUDA memory."""
+    def _batch_tokens(self, batch: list, real: int, rows: int, seed: int, settings: Settings,
+                      static_len: int | None, stop: list[int], pad: int) -> list[list[int]]:
+        """The new token ids of (at least) the first `real` rows of a planned batch, seeded once with `seed`:
+        in one pass when `rows` covers it, else, after a pass ran out of memory, in consecutive passes of
+        `rows` up to the last real row (a static cache's last pass filled up with repeats, their outputs
+        dropped; passes of filler rows alone are skipped: they come last and change no real row)."""
         import torch
 
         torch.manual_seed(seed)
         max_new = max(r.max_new_tokens for r, _ in batch)
         out: list[list[int]] = []
-        for lo in range(0, len(batch), rows):
+        for lo in range(0, real, rows):
             part = batch[lo:lo + rows]
             filled = part + [part[-1]] * (rows - len(part)) if static_len is not None else part
             out += self._decode(filled, settings, max_new, static_len, stop, pad)[:len(part)]
@@ -180,10 +183,10 @@ class HFBackend:
         for i, (_, ids) in enumerate(part):  # left padding: every prompt ends at the same column
             input_ids[i, width - len(ids):] = torch.tensor(ids)
             mask[i, width - len(ids):] = 1
+        static = None if static_len is None else self._static_cache(len(part), static_len)  # before any forward
         with torch.inference_mode():
             shared = _shared_prompt_cache(model, [ids for _, ids in part], input_ids, mask)
-            if static_len is not None:
-                static = self._static_cache(len(part), static_len)
+            if static is not None:
                 key = cache_keyword(model)
                 shared = {key: _into_static(static, shared.get(key))}
             out = model.generate(
@@ -215,9 +218,13 @@ class HFBackend:
         """The StaticCache for passes of `rows` x `length`: one shape per group, reused by its batches (the
         shape is fixed at its first use, so other rows get a new one and the old one is let go first)."""
         if self._static is None or self._static[0] != (rows, length):
-            self._static = None
+            self._drop_static()
             self._static = ((rows, length), _static_cache(self.lm.model, length))
         return self._static[1]
+
+    def _drop_static(self) -> None:
+        """Let go of the static cache (after a pass ran out of memory: it is shaped for the failed size)."""
+        self._static = None
 
 
 def _static_cache(model, max_len: int):
@@ -331,19 +338,32 @@ def _ensure(ctx) -> dict[str, list[str]]:
     done = frozenset((ln["id"], ln["sample_index"]) for ln in kept)
     path.parent.mkdir(parents=True, exist_ok=True)
     backend = _backend(ctx, lm)
+    passes = getattr(backend, "passes", None)
+    resumed_rows = min((ln["rows_per_pass"] for ln in kept if _positive_int(ln.get("rows_per_pass"))), default=None)
+    if passes is not None and resumed_rows is not None:  # the file's run had halved: its later batches did too
+        passes.rows = min(passes.rows, resumed_rows)
     with open(path, "a" if cfg.resume else "w", encoding="utf-8") as fh, ctx.timer("generation"):
         for req, text in backend.generate(requests, settings, done):
             line = {"id": req.row_id, "sample_index": req.sample_index, "completion": text,
-                    "max_new_tokens": req.max_new_tokens, **vars(settings)}
+                    "max_new_tokens": req.max_new_tokens, **vars(settings),
+                    **({"rows_per_pass": passes.rows} if passes is not None and passes.rows < backend.batch_size
+                       else {})}
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
             fh.flush()
             kept.append(line)
     wanted = {(r.row_id, r.sample_index) for r in requests}
     ctx.notes["generations"] = {"source": str(path), "backend": backend.name, "generated": len(wanted - done),
                                 "new_tokens": getattr(backend, "new_tokens", None), "resumed": len(wanted & done),
-                                "batch_size": getattr(backend, "batch_size", None),
-                                **(backend.passes.record() if hasattr(backend, "passes") else {})}
+                                "batch_size": getattr(backend, "batch_size", None)}
+    if passes is not None:
+        if passes.rows != backend.batch_size:
+            ctx.notes["generations"]["rows_per_pass"] = passes.rows
+        ctx.note_passes("generation", passes)
     return samples_by_row([ln for ln in kept if (ln["id"], ln["sample_index"]) in wanted])
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _resumable(path: Path, settings: Settings, budgets: dict[str, int]) -> list[dict]:

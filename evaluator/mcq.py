@@ -19,7 +19,6 @@ import numpy as np
 
 from evaluator.config import gen_batch_size
 from evaluator.metrics import Scores
-from mosaic.memory import Passes
 from mosaic.models import forward_keeping
 
 PROMPT = ("Please answer the following multiple choice question. Start your answer with the capital letter "
@@ -60,7 +59,7 @@ def option_probabilities(ctx, config: str) -> dict[str, np.ndarray]:
         rows = ctx.rows[config]
         out: dict[str, np.ndarray] = {}
         pad = tok.pad_token_id if tok.pad_token_id is not None else fmt.end_token_id
-        passes = Passes(gen_batch_size(ctx.cfg, lm.device), "questions", "--gen-batch-size")
+        passes = ctx.passes("calibration", gen_batch_size(ctx.cfg, lm.device), "questions", "--gen-batch-size")
 
         def probabilities(batch):
             encoded = []
@@ -90,8 +89,7 @@ def option_probabilities(ctx, config: str) -> dict[str, np.ndarray]:
                     p = np.array([probs[i, ids].sum() for ids in letters])
                     out[r["id"]] = p / p.sum()
                 bar.update(len(batch))
-        if passes.record():
-            ctx.notes.setdefault("calibration_passes", {})[config] = passes.record()
+        ctx.note_passes("calibration", passes)
         return out
     return ctx.memo(("option_probs", config), compute)
 

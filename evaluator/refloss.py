@@ -11,7 +11,6 @@ from tqdm.auto import tqdm
 
 from evaluator.metrics import Scores
 from evaluator.scoring import ScoredResponse, score_all, score_pairs_batched
-from mosaic.memory import Passes
 
 DEFAULT_BATCH = {"shared-prompt": 8, "batched": 64}  # references per pass when --batch-size is not given
 
@@ -28,7 +27,7 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
         if strategy == "auto":
             strategy = "batched" if str(lm.device).startswith("cuda") else "shared-prompt"
         batch = ctx.cfg.batch_size or DEFAULT_BATCH[strategy]
-        passes = Passes(batch, "references", "--batch-size")
+        passes = ctx.passes("reference_loss", batch, "references", "--batch-size")
         rows = [r for r in ctx.rows[config] if r["responses"]]
         encoded = []
         for row in rows:
@@ -48,8 +47,8 @@ def reference_nll(ctx, config: str) -> dict[str, list[ScoredResponse]]:
                           disable=not ctx.progress) as bar:
                     flat = iter(score_pairs_batched(lm.model, pairs, batch, on_batch=bar.update, passes=passes))
                 out = {row["id"]: [next(flat) for _ in refs] for row, (_, refs) in zip(rows, encoded)}
-        ctx.notes.setdefault("reference_loss_scoring", {})[config] = {"path": strategy, "batch_size": batch,
-                                                                       **passes.record()}
+        ctx.notes.setdefault("reference_loss_scoring", {})[config] = {"path": strategy, "batch_size": batch}
+        ctx.note_passes("reference_loss", passes)
         ctx.notes.setdefault("reference_loss_tokens", {})[config] = \
             sum(len(p) + sum(len(r) for r in refs) for p, refs in encoded)
         return out

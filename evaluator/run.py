@@ -157,8 +157,11 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
     gathered = [(config, metric, distributed.merge_scores(dist.gather(metric.per_prompt(ctx, config)),
                                                           order[config]))
                 for config, metric in plan]
-    if not dist.is_main:
+    per_process = dist.gather(dict(ctx.notes)) if dist.world > 1 else None  # each shard's facts (token counts,
+    if not dist.is_main:                                                    # halvings) before the others leave
         return None
+    if per_process is not None:
+        ctx.notes["per_process"] = per_process
     if dist.world > 1 and "generations" in ctx.notes and not cfg.from_generations:
         position = {rid: i for ids in order.values() for i, rid in enumerate(ids)}
         distributed.merge_generation_files([rank_file.format(r) for r in range(dist.world)], merged_generations,

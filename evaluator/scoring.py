@@ -75,15 +75,16 @@ def score_all(model, encoded: Sequence[tuple[Sequence[int], Sequence[Sequence[in
     """Token NLLs of every (prompt ids, references) in order (see `score_group`), `group` prompts at a
     time (default `batch_size`: the prompt pass then has as many rows as a reference pass), the
     prompts' common prefix encoded once (`shared_prefix`); `on_prompt()` after each prompt. Prompt
-    and reference passes share one `passes`: rows halved on running out of CUDA memory (a group of
-    the default size follows it; a failed prompt pass reruns its group with half the prompts)."""
+    and reference passes share one `passes`: rows halved on running out of GPU memory (a group of
+    the default size follows it, and a failed prompt pass reruns its group with half the prompts; an
+    explicit `group` is kept as given)."""
     prefix = shared_prefix(model, [p for p, _ in encoded])
     passes = passes or Passes(batch_size, "references", "--batch-size")
 
     def run(part):
         return score_group(model, part, batch_size, prefix=prefix, passes=passes)
 
-    parts = (passes.chunks(encoded, run) if group is None else
+    parts = (passes.chunks(encoded, run, "prompts") if group is None else
              ((encoded[lo:lo + group], run(encoded[lo:lo + group])) for lo in range(0, len(encoded), group)))
     out: list[list[ScoredResponse]] = []
     for part, scored in parts:

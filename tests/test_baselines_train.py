@@ -322,29 +322,37 @@ def test_profile_writes_the_profiled_steps_and_changes_no_update(runs, tiny_mode
 
 def test_out_of_gpu_memory_names_the_options_that_shrink_a_micro_batch(monkeypatch, tiny_model_dir, train_data,  # noqa: F811
                                                                        tmp_path):
-    """CUDA's out-of-memory error (raised here by a hook on the decoder) stops training with the step,
-    the micro-batch and the options that shrink it; nothing is saved."""
+    """CUDA's out-of-memory error (raised here by a hook on the decoder, then by the optimizer's first
+    step, which allocates its state) stops training with the step, the micro-batch size and the
+    options that shrink it; nothing is saved."""
     from baselines import trainer
     from mosaic.errors import MosaicError
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
 
     real = trainer.load_lora_model
 
     def load(*args):
         model = real(*args)
-
-        def hook(module, inputs):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
-
-        model.get_base_model().get_decoder().register_forward_pre_hook(hook)
+        model.get_base_model().get_decoder().register_forward_pre_hook(oom)
         return model
 
-    monkeypatch.setattr(trainer, "load_lora_model", load)
-    for method, what in (("mrt", "12 examples"), ("dpo", "3 preference pairs")):
-        cfg = tiny_config(train_data, tiny_model_dir, tmp_path / method, method=method,
-                          batch_size=12 if method == "mrt" else 3)
-        with pytest.raises(MosaicError, match=rf"step 1: out of GPU memory on a micro-batch of {what} \(CUDA out of "
-                                              r"memory. Tried to allocate 1.50 GiB\); lower --batch-size and raise "
-                                              r"--grad-accum by the same factor .*--gradient-checkpointing, or lower "
-                                              r"--max-length / --pack-length; stopped without saving an adapter$"):
-            train(cfg)
-        assert not (tmp_path / method / "adapter_config.json").exists()
+    def expect(what):
+        return (rf"step 1: out of GPU memory with micro-batches of {what} \(CUDA out of memory. Tried to allocate "
+                r"1.50 GiB\); lower --batch-size and raise --grad-accum by the same factor \(the same effective "
+                r"batch.*\), or pass --gradient-checkpointing, or lower --max-length / --pack-length; stopped without "
+                r"saving an adapter$")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer, "load_lora_model", load)
+        for method, what in (("mrt", "12 examples"), ("dpo", "3 preference pairs")):
+            cfg = tiny_config(train_data, tiny_model_dir, tmp_path / method, method=method,
+                              batch_size=12 if method == "mrt" else 3)
+            with pytest.raises(MosaicError, match=expect(what)):
+                train(cfg)
+            assert not (tmp_path / method / "adapter_config.json").exists()
+    monkeypatch.setattr(torch.optim.AdamW, "step", oom)
+    with pytest.raises(MosaicError, match=expect("4 examples")):
+        train(tiny_config(train_data, tiny_model_dir, tmp_path / "opt", batch_size=4))
+    assert not (tmp_path / "opt" / "adapter_config.json").exists()
