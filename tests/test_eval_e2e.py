@@ -203,6 +203,9 @@ def test_two_processes_through_accelerate_match_one(bench, tiny_model_dir, tmp_p
     gens = [json.loads(x) for x in open(dist["generations_file"])]
     assert len(gens) == 30 and len({(g["id"], g["sample_index"]) for g in gens}) == 30
     assert not list(tmp_path.glob("*.rank*"))  # per-process files merged and removed
+    per = dist["notes"]["per_process"]  # each shard's facts, e.g. how many samples it generated
+    assert len(per) == 2 and sum(p["generations"]["generated"] for p in per) == 30
+    assert all(p["generations"]["generated"] > 0 and "per_process" not in p for p in per)
 
 
 def test_revision_is_for_hub_ids_and_named_in_errors(bench, tiny_model_dir, tmp_path):
