@@ -26,7 +26,8 @@ compiled and eager (host vs device time per step, kernel launches, costliest ker
 (call 2) joins the GGUF halves, converts the real model into the cache so `--model default`
 finds it, then runs `generate.py` with the static cache (the #6 target; no greedy check, whose
 batch shape would cost one more compile), `refloss.py` against lm_eval, and, budget permitting,
-`generate.py` with the dynamic cache at the same batch (with the greedy check).
+`oom_retry.py` (`mosaic eval` under a 1.5 GiB memory cap: the out-of-memory retries on a real
+device) and `generate.py` with the dynamic cache at the same batch (with the greedy check).
 
 Every check's output goes to $OUT/<stage>.log (the device tool returns $OUT; here default
 gpu-out/), and $OUT/<stage>.json holds each check's exit code, seconds and the table lines. A
@@ -260,8 +261,11 @@ def eval_checks(model: str, smoke: bool) -> list[Check]:
     ref += ["--prompts", "2", "--batch-sizes", "2", "--batched-sizes", "4", "--lm-eval-batch-sizes", "4"] if smoke \
         else ["--prompts", "64", "--batch-sizes", "64", "--batched-sizes", "64,256", "--lm-eval-batch-sizes", "64,256"]
     static = [*gen, "--batch-sizes", "4" if smoke else "256", "--static-cache", "--greedy-check", "0"]
+    oom = ["benchmarks/oom_retry.py", "--device", dev, "--model", model]
+    oom += ["--smoke", "--n-samples", "2", "--max-new-tokens", "4", "--gen-batch-size", "8"] if smoke else []
     return [Check("generate.py --static-cache (#6 target)", static, 200),
             Check("refloss.py vs lm_eval (#6 target)", ref, 120),
+            Check("oom_retry.py: mosaic eval under a 1.5 GiB cap", oom, 90),
             Check("generate.py dynamic cache", [*gen, "--batch-sizes", "4" if smoke else "256"], 120)]
 
 

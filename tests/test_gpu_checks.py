@@ -93,21 +93,26 @@ def test_eval_stage_converts_the_joined_halves_into_the_default_model_cache(tmp_
 
 
 def test_smoke_stage_writes_its_summary(tmp_path, tiny_model_dir):
-    """`eval --smoke --only 1` on the CPU: the static-cache generation benchmark at toy size runs through
-    the runner and the stage's JSON summary holds its table."""
+    """`eval --smoke --only 1,3` on the CPU: the static-cache generation benchmark and `mosaic eval` with
+    out-of-memory errors (raised by a hook: there is no memory cap to set on the CPU) run at toy size
+    through the runner, and the stage's JSON summary holds their tables."""
     import subprocess
 
     script = Path(gpu_checks.__file__)
     env = dict(os.environ, OUT=str(tmp_path / "out"))
-    proc = subprocess.run([sys.executable, str(script), "eval", "--smoke", "--only", "1", "--arch",
+    proc = subprocess.run([sys.executable, str(script), "eval", "--smoke", "--only", "1,3", "--arch",
                            str(tiny_model_dir), "--work", str(tmp_path / "work")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads((tmp_path / "out" / "eval.json").read_text())
-    (check,) = summary["checks"]
+    check, oom = summary["checks"]
     assert check["status"] == "ok" and check["name"].startswith("generate.py --static-cache")
     assert any(line.startswith("ours: HFBackend, sorted, batch 4, static cache") for line in check["table"])
     assert "### generate.py --static-cache" in (tmp_path / "out" / "eval.log").read_text()
+    assert oom["status"] == "ok" and oom["name"].startswith("oom_retry.py")
+    rows = {line.split()[0]: line.split()[1:] for line in oom["table"] if line.startswith(("generation", "reference"))}
+    assert rows["generation"] == ["2", "[8,", "4]"] and rows["reference_loss"][0] == "2"
+    assert "skipped" in oom["table"][-1] and ", 0)" in oom["table"][-1]
 
 
 def test_a_checks_shown_file_is_its_own_not_a_stale_copy(tmp_path):
