@@ -37,7 +37,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generation backend: vllm when importable (GPU), else batched transformers")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="references per scoring pass (default 8 for --scoring shared-prompt, 64 for batched); "
-                        "results do not depend on it")
+                        "results do not depend on it; halved, for the rest of the stage, when a pass runs out of "
+                        "GPU memory")
     p.add_argument("--scoring", choices=SCORING, default=d.scoring,
                    help="reference-loss passes: shared-prompt (each prompt encoded once, its references batched "
                         "on its cache: fewest FLOPs, best on CPU), batched (--batch-size whole sequences from many "
@@ -45,7 +46,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size,
                    help=f"sequences per generation batch and multiple-choice questions per scoring pass (default "
                         f"{DEFAULT_GEN_BATCH['cpu']} on CPU, {DEFAULT_GEN_BATCH['cuda']} on CUDA, where a small "
-                        f"model's decoding step costs about the same at any batch size)")
+                        f"model's decoding step costs about the same at any batch size); a batch that runs out of "
+                        f"GPU memory is decoded in passes of half as many (recorded in the results' notes)")
     p.add_argument("--gen-cache", choices=GEN_CACHES, default=d.gen_cache,
                    help="hf backend KV cache: dynamic (default), or static: one fixed-shape cache per max-new-tokens "
                         "group, reused by its batches, so transformers compiles the decoding step once (on CUDA; "
