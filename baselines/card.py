@@ -14,7 +14,8 @@ objective over its whole effective batch, before the update; tokens: real, unpad
 the policy's forward; elapsed_s: since the loop started); throughput {wall_s, tokens, tokens_per_s,
 padding_fraction, peak_memory_mb (CUDA), reference_passes (SPL/DPO: pairs whose reference
 log-probs were computed), profile (with --profile: steps, wall/host/device seconds per step,
-kernel launches or operator calls per step, file)}; epochs (examples seen / examples); config
+kernel launches or operator calls per step, file), out_of_memory (when a step ran out of GPU memory
+and was retried in smaller passes: micro_batch_size, out_of_memory_at)}; epochs (examples seen / examples); config
 (the full resolved TrainConfig, enough to rerun); environment (package versions); created.
 """
 

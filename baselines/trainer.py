@@ -39,6 +39,7 @@ from baselines.packing import collate, logits_keep_mode, micro_batches, step_pla
 from baselines.profiling import PROFILE_NAME, StepProfiler
 from mosaic.errors import MosaicError
 from mosaic.formatting import detect_format
+from mosaic.memory import Passes
 
 SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
@@ -196,16 +197,27 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
     steps.wrapped.train()
     curve: list[dict[str, Any]] = []
     run = steps.pref if ts.kind == "pref" else steps.sft
+    unit = "preference pairs" if ts.kind == "pref" else "examples"
+    passes = Passes(cfg.batch_size, unit, "--batch-size", advice="pass --gradient-checkpointing or lower --max-length",
+                    release=lambda: opt.zero_grad(set_to_none=True),
+                    start_note=", raising --grad-accum to keep the effective batch")
     with profiler or nullcontext():
         for number, idx in enumerate(plan, 1):
             denom = float(len(idx)) if ts.kind == "pref" else float(sum(ts.examples[i].label_tokens for i in idx))
             parts = micro_batches(idx, lengths, acc.process_index, acc.num_processes, cfg.batch_size, cfg.grad_accum)
-            stats = torch.zeros(6, dtype=torch.float64, device=acc.device)
-            part: list[int] = []
-            try:
-                for m, part in enumerate(parts):
-                    with acc.no_sync(steps.wrapped) if m < len(parts) - 1 else nullcontext():
-                        stats += run(part, denom)
+
+            def gradients(n: int, parts: list = parts, denom: float = denom) -> torch.Tensor:
+                """The step's gradients and statistics from its micro-batches, each cut into passes of at most
+                n examples (after running out of memory: the same sums, so the same update up to dropout)."""
+                chunks = [p[i:i + n] for p in parts for i in range(0, len(p), n)]
+                stats = torch.zeros(6, dtype=torch.float64, device=acc.device)
+                for m, chunk in enumerate(chunks):
+                    with acc.no_sync(steps.wrapped) if m < len(chunks) - 1 else nullcontext():
+                        stats += run(chunk, denom)
+                return stats
+
+            try:  # one process retries a step in smaller passes; several must agree on theirs, so they stop
+                stats = passes.run(gradients, cfg.batch_size) if acc.num_processes == 1 else gradients(cfg.batch_size)
                 stats = (acc.reduce(stats, reduction="sum") if acc.num_processes > 1 else stats).cpu()
                 _check_finite(float(stats[0] / stats[1]), number, bar)  # before a bad update is applied
                 if cfg.max_grad_norm > 0:
@@ -214,7 +226,12 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
                 opt.step()  # the first one allocates the optimizer's state
             except torch.OutOfMemoryError as exc:
                 bar.close()
-                raise MosaicError(_out_of_memory(cfg, number, len(part), ts.kind, exc)) from exc
+                raise MosaicError(_out_of_memory(cfg, number, passes.rows, unit, exc)) from exc
+            except MosaicError as exc:  # one example per pass ran out of memory: name the step
+                bar.close()
+                if str(exc).startswith("step "):
+                    raise
+                raise MosaicError(f"step {number}: {exc}; {_NOT_SAVED.split(' (')[0]}") from exc
             sched.step()
             opt.zero_grad(set_to_none=True)
             totals += stats
@@ -235,15 +252,16 @@ def _loop(cfg: TrainConfig, acc: Any, steps: _Steps, params: list, opt: Any, sch
     throughput = {"wall_s": round(wall, 3), "tokens": int(totals[2]), "tokens_per_s": float(totals[2]) / wall,
                   "padding_fraction": round(1 - float(totals[2] / totals[3]), 4), "peak_memory_mb": peak,
                   "reference_passes": len(steps.ref) if ts.kind == "pref" else None}
+    if passes.halvings:
+        throughput["out_of_memory"] = {"micro_batch_size": passes.rows, "out_of_memory_at": list(passes.halvings)}
     return curve, throughput
 
 
 _NOT_SAVED = "stopped without saving an adapter (lower --lr, set --max-grad-norm, or use --precision fp32)"
 
 
-def _out_of_memory(cfg: TrainConfig, step: int, examples: int, kind: str, exc: BaseException) -> str:
-    """The message for a micro-batch that ran out of GPU memory: what ran, and the options that shrink it."""
-    what = "preference pairs" if kind == "pref" else "examples"
+def _out_of_memory(cfg: TrainConfig, step: int, examples: int, what: str, exc: BaseException) -> str:
+    """The message for a step that ran out of GPU memory: what ran, and the options that shrink it."""
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return (f"step {step}: out of GPU memory with micro-batches of {examples} {what} ({first}); lower --batch-size "
             f"and raise --grad-accum by the same factor (the same effective batch: the loss is normalised over the "

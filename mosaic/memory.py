@@ -29,13 +29,14 @@ class Passes:
     what: the rows' name in messages ("sequences", "references"); option: the flag that sets the
     starting size (named in the messages so the user can start below the failing size); advice:
     what else shrinks a pass, said when one row does not fit; release: called after a failed pass,
-    before the retry, to let go of memory the caller holds for the failed size (a cache shaped for it)."""
+    before the retry, to let go of memory the caller holds for the failed size (a cache shaped for it,
+    a partial step's gradients); start_note: appended to the "start there with OPTION N" hint."""
 
     def __init__(self, rows: int, what: str, option: str, advice: str = "",
-                 release: Callable[[], None] | None = None) -> None:
+                 release: Callable[[], None] | None = None, start_note: str = "") -> None:
         if rows < 1:
             raise ValueError(f"{option} must be >= 1, got {rows}")
-        self.rows, self.what, self.option, self.release = rows, what, option, release
+        self.rows, self.what, self.option, self.release, self.start_note = rows, what, option, release, start_note
         self.advice = f" ({advice})" if advice else ""
         self.halvings: list[int] = []  # the sizes that ran out of memory, in order
 
@@ -80,7 +81,7 @@ class Passes:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         print(f"mosaic: out of GPU memory with {failed} {what} per pass ({reason}); going on with at most "
-              f"{self.rows} (start there with {self.option} {self.rows})", file=sys.stderr)
+              f"{self.rows} (start there with {self.option} {self.rows}{self.start_note})", file=sys.stderr)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -320,39 +320,96 @@ def test_profile_writes_the_profiled_steps_and_changes_no_update(runs, tiny_mode
         TrainConfig(method="mrt", out="x", max_steps=6, profile=4).check()
 
 
-def test_out_of_gpu_memory_names_the_options_that_shrink_a_micro_batch(monkeypatch, tiny_model_dir, train_data,  # noqa: F811
-                                                                       tmp_path):
-    """CUDA's out-of-memory error (raised here by a hook on the decoder, then by the optimizer's first
-    step, which allocates its state) stops training with the step, the micro-batch size and the
-    options that shrink it; nothing is saved."""
-    from baselines import trainer
-    from mosaic.errors import MosaicError
+def _oom_hook(limit: int):
+    """A decoder forward pre-hook raising CUDA's out-of-memory error on passes of more than `limit` rows."""
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        if (ids if ids is not None else args[0]).shape[0] > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+    return hook
 
-    def oom(*args, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+
+def _with_hook(monkeypatch, limit: int):
+    from baselines import trainer
 
     real = trainer.load_lora_model
 
     def load(*args):
         model = real(*args)
-        model.get_base_model().get_decoder().register_forward_pre_hook(oom)
+        model.get_base_model().get_decoder().register_forward_pre_hook(_oom_hook(limit), with_kwargs=True)
         return model
 
-    def expect(what):
-        return (rf"step 1: out of GPU memory with micro-batches of {what} \(CUDA out of memory. Tried to allocate "
-                r"1.50 GiB\); lower --batch-size and raise --grad-accum by the same factor \(the same effective "
-                r"batch.*\), or pass --gradient-checkpointing, or lower --max-length / --pack-length; stopped without "
-                r"saving an adapter$")
+    monkeypatch.setattr(trainer, "load_lora_model", load)
+
+
+@pytest.mark.parametrize("method", ["mrt", "dpo"])
+def test_a_step_that_runs_out_of_gpu_memory_is_retried_in_smaller_passes(method, runs, monkeypatch, tiny_model_dir,
+                                                                          train_data, tmp_path, capsys):  # noqa: F811
+    """One process: a step whose micro-batch runs out of memory is run again from zeroed gradients in
+    passes of half as many examples (12 -> 6 -> 3, unpacked: one row per sequence, two per pair), which
+    sums the same gradients: the losses are the undisturbed run's; the card records the halvings."""
+    _with_hook(monkeypatch, 6)
+    got = train(tiny_config(train_data, tiny_model_dir, tmp_path / method, method=method, packing=False))
+    assert [e["loss"] for e in got.card["loss_curve"]] == pytest.approx(
+        [e["loss"] for e in runs[method].card["loss_curve"]], abs=1e-5)
+    # mrt: 12 examples are 12 rows (fail), 6 fit; dpo: 12 pairs are 24 rows, 6 are 12 (both fail), 3 fit
+    want = {"mrt": {"micro_batch_size": 6, "out_of_memory_at": [12]},
+            "dpo": {"micro_batch_size": 3, "out_of_memory_at": [12, 6]}}[method]
+    assert got.card["throughput"]["out_of_memory"] == want
+    err = capsys.readouterr().err
+    assert "out of GPU memory with 12 " in err and "raising --grad-accum to keep the effective batch" in err
+
+
+def test_out_of_gpu_memory_that_no_split_cures_names_the_options(monkeypatch, tiny_model_dir, train_data,  # noqa: F811
+                                                                tmp_path):
+    """When one example per pass still runs out of memory (the hook fails every pass), or the optimizer's
+    first step does (it allocates its state), training stops with the step and what to change; nothing
+    is saved."""
+    from mosaic.errors import MosaicError
 
     with monkeypatch.context() as patched:
-        patched.setattr(trainer, "load_lora_model", load)
-        for method, what in (("mrt", "12 examples"), ("dpo", "3 preference pairs")):
-            cfg = tiny_config(train_data, tiny_model_dir, tmp_path / method, method=method,
-                              batch_size=12 if method == "mrt" else 3)
-            with pytest.raises(MosaicError, match=expect(what)):
-                train(cfg)
+        _with_hook(patched, 0)
+        for method, what in (("mrt", "examples"), ("dpo", "preference pairs")):
+            with pytest.raises(MosaicError, match=rf"^step 1: out of GPU memory with 1 of the {what} per pass \(CUDA "
+                                                  r"out of memory. Tried to allocate 1.50 GiB\): one does not fit "
+                                                  r"beside the model on this device \(pass --gradient-checkpointing "
+                                                  r"or lower --max-length\); stopped without saving an adapter$"):
+                train(tiny_config(train_data, tiny_model_dir, tmp_path / method, method=method, batch_size=3))
             assert not (tmp_path / method / "adapter_config.json").exists()
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+
     monkeypatch.setattr(torch.optim.AdamW, "step", oom)
-    with pytest.raises(MosaicError, match=expect("4 examples")):
+    with pytest.raises(MosaicError, match=r"^step 1: out of GPU memory with micro-batches of 4 examples \(CUDA out "
+                                          r"of memory. Tried to allocate 1.50 GiB\); lower --batch-size and raise "
+                                          r"--grad-accum by the same factor \(the same effective batch.*\), or pass "
+                                          r"--gradient-checkpointing, or lower --max-length / --pack-length; stopped "
+                                          r"without saving an adapter$"):
         train(tiny_config(train_data, tiny_model_dir, tmp_path / "opt", batch_size=4))
     assert not (tmp_path / "opt" / "adapter_config.json").exists()
+
+
+def test_a_retried_step_starts_again_from_zeroed_gradients(runs, monkeypatch, tiny_model_dir, train_data,  # noqa: F811
+                                                           tmp_path):
+    """The second micro-batch of step 1 runs out of memory after the first one's backward: the retry
+    discards that partial gradient, so every step's loss is still the undisturbed run's."""
+    from baselines import trainer
+
+    real, calls = trainer.load_lora_model, []
+
+    def hook(module, args, kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+
+    def load(*args):
+        model = real(*args)
+        model.get_base_model().get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+        return model
+
+    monkeypatch.setattr(trainer, "load_lora_model", load)
+    got = train(tiny_config(train_data, tiny_model_dir, tmp_path / "z", batch_size=6, grad_accum=2, packing=False))
+    assert got.card["throughput"]["out_of_memory"] == {"micro_batch_size": 3, "out_of_memory_at": [6]}
+    assert [e["loss"] for e in got.card["loss_curve"]] == pytest.approx(
+        [e["loss"] for e in runs["mrt"].card["loss_curve"]], abs=1e-5)
