@@ -27,15 +27,16 @@ def _applies(metric: Metric, layout: str, rows: list[dict]) -> bool:
     raise ValueError(f"metric {metric.name}: unknown applies_to {metric.applies_to!r}")
 
 
-def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], dict[str, dict]]:
-    """rows, layouts and card facts (fingerprint, rows) per config; errors for empty/unknown splits."""
+def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], dict[str, dict], dict[str, str]]:
+    """rows, layouts and card facts (fingerprint, rows) per config, and the domain of every record row id
+    of the split (evaluated or left out by --max-items); errors for empty/unknown splits."""
     from mosaic.fingerprint import fingerprint
     from mosaic.hub import check_config_split, load_split, read_manifest
     from mosaic.schema import check_split
 
     manifest = read_manifest(cfg.data)
     names = cfg.configs or sorted(manifest)
-    rows, layouts, facts = {}, {}, {}
+    rows, layouts, facts, domains = {}, {}, {}, {}
     for name in names:
         check_config_split(manifest, cfg.data, name, cfg.split)
         ds = load_split(cfg.data, name, cfg.split)
@@ -56,10 +57,12 @@ def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], d
             raise MosaicError(f"{cfg.data}: config {name!r} split {cfg.split!r} content differs from its card's "
                               "fingerprint; rebuild or re-export the folder")
         facts[name] = {"layout": layouts[name], "rows": len(ds), "fingerprint": fp}
+        if layout == "record":
+            domains.update({r["id"]: r["domain"] for r in rows[name]})
         if cfg.max_items is not None and layouts[name] == "record":
             rows[name] = subsample_items(rows[name], cfg.max_items)
             facts[name]["rows_evaluated"] = len(rows[name])
-    return rows, layouts, facts
+    return rows, layouts, facts, domains
 
 
 def fewest_samples(path: str, rows: dict[str, list[dict]], layouts: dict[str, str]) -> int:
@@ -74,8 +77,10 @@ def fewest_samples(path: str, rows: dict[str, list[dict]], layouts: dict[str, st
                           f"(configs: {', '.join(rows)})")
     n, config, rid = min(counts)
     if n == 0:
-        raise MosaicError(f"{path}: no samples for row {rid!r} of config {config!r}; generate them with "
-                          "`mosaic eval --resume --generations FILE`")
+        covered = sum(1 for k, _, _ in counts if k)
+        raise MosaicError(f"{path}: no samples for row {rid!r} of config {config!r} ({covered} of the {len(counts)} "
+                          "evaluated rows have some): pass the --configs, --split and --max-items the file was made "
+                          "with, or generate the missing ones with `mosaic eval --resume --generations FILE`")
     return n
 
 
@@ -138,8 +143,16 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
     if not cfg.from_generations:
         check_output_path(cfg.generations, "--generations")
     dist = distributed.current()
-    rows, layouts, facts = load_data(cfg)
+    rows, layouts, facts, domains = load_data(cfg)
     notes = {}
+    if cfg.from_generations:  # the samples' own settings describe them: the results' config takes them
+        from evaluator.generation import read_generations
+        from evaluator.regen import adopt_file_settings
+
+        adopted = adopt_file_settings(cfg, read_generations(cfg.from_generations), domains,
+                                      f"{cfg.data} split {cfg.split!r} (configs: {', '.join(rows)})")
+        if adopted:
+            notes["settings_from_generations"] = adopted
     if samples_from_file:
         cfg.n_samples = fewest_samples(cfg.from_generations, rows, layouts)
         notes["n_samples"] = {"value": cfg.n_samples, "source": f"the fewest samples of an evaluated row in "

@@ -116,6 +116,41 @@ def test_from_generations_records_its_file_null_model_and_the_files_sample_count
     assert rc == 2 and f"{gens}: no samples for row 'demo/item-g/0' of config 'demo'" in err
 
 
+def test_from_generations_takes_the_files_settings_and_refuses_foreign_or_mixed_samples(exported, tmp_path, capsys):
+    """The sampling settings in the file are the results' (so its eval_config_hash is the generating run's);
+    an id that is no row of the split, or a line made with other settings, is refused naming its line."""
+    from evaluator.config import EvalConfig
+
+    ids = ["demo/item-f/0", "demo/item-g/0", "demo/item-h/0", "demo/item-tests-only/0"]
+    settings = {"model": "m", "weights": "w", "adapter": None, "seed": 0, "temperature": 0.5, "top_p": 0.9}
+    lines = [{"id": rid, "sample_index": i, "completion": f"answer {i}", **settings,
+              "max_new_tokens": 20 if rid.endswith(("h/0", "tests-only/0")) else 8}  # item-h is code too
+             for rid in ids for i in range(2)]
+    gens, out = tmp_path / "gens.jsonl", tmp_path / "regen.json"
+    write_jsonl(gens, lines)
+    args = ["--data", exported, "--configs", "demo", "--metrics", "diversity@2", "--from-generations", gens]
+    rc, err = _eval(capsys, *args, "--out", out)
+    assert rc == 0, err
+    res = json.loads(out.read_text())
+    adopted = {"temperature": 0.5, "top_p": 0.9, "max_new_tokens": 8, "max_new_tokens_code": 20}
+    assert res["notes"]["settings_from_generations"] == adopted
+    assert {k: res["config"][k] for k in adopted} == adopted
+    want = EvalConfig(data=str(exported), configs=["demo"], metrics=["diversity@2"], n_samples=2, **adopted)
+    assert res["config"]["eval_config_hash"] == want.resolved().hash()
+
+    for n, edit, message in [
+        (5, {"id": "demo/zzz/0"}, "id 'demo/zzz/0' is not a row of"),
+        (4, {"temperature": 0.1}, "temperature is 0.1, but 0.5 at line 1: a generations file must hold the samples "
+                                  "of one run"),
+        (3, {"model": "other"}, "model is 'other', but 'm' at line 1"),
+        (8, {"max_new_tokens": 21}, "max_new_tokens (code rows) is 21, but 20 at line 5"),
+        (2, {"top_p": 1.5}, "top_p 1.5 is not a valid value"),
+    ]:
+        write_jsonl(gens, [dict(line, **edit) if i == n - 1 else line for i, line in enumerate(lines)])
+        rc, err = _eval(capsys, *args, "--out", out)
+        assert rc == 2 and f"{gens}:{n}: {message}" in err, err
+
+
 # --- 3. adapters -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
