@@ -53,7 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def generation_flags_given(args: argparse.Namespace) -> list[str]:
-    return [flag for dest, flag in getattr(args, "_generation_flags", ()) if getattr(args, dest, None) is not None]
+    """The generation-only flags given (--no-progress is harmless anywhere: every command takes it)."""
+    return [flag for dest, flag in getattr(args, "_generation_flags", ())
+            if getattr(args, dest, None) is not None and flag != "--no-progress"]
 
 
 def _pick(value, default):

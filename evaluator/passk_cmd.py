@@ -61,12 +61,14 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evaluator.passk import PassKOptions, score_samples
+    from evaluator.results import check_output_path
     from mosaic.errors import MosaicError
     from mosaic.fingerprint import fingerprint
     from mosaic.hub import load_split
 
     if args.workers is not None and args.workers < 1:
         raise MosaicError("--workers must be at least 1")
+    check_output_path(args.out, "--out")  # before the programs run, not after
     samples = read_samples(args.samples)
     rows = load_split(args.data, args.config, args.split).to_list()
 
@@ -116,6 +118,6 @@ COMMAND = Command(
                 "bubblewrap it falls back loudly (or fails with --require-sandbox).",
     epilog="examples:\n"
            "  mosaic passk --data build/cc --config codecontests --samples samples.jsonl --out passk.json\n"
-           "  mosaic passk --data build/cc --config codecontests --split valid --samples s.jsonl --k 1,10 "
+           "  mosaic passk --data build/cc --config codecontests --split validation --samples s.jsonl --k 1,10 "
            "--workers 4 --out p.json",
 )

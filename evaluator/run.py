@@ -36,6 +36,14 @@ def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], d
 
     manifest = read_manifest(cfg.data)
     names = cfg.configs or sorted(manifest)
+    lacking = [n for n in names if not cfg.configs and cfg.split not in manifest[n]["splits"]]
+    if lacking:  # every config by default: say which have the split rather than fail on the first without it
+        having = [n for n in names if n not in lacking]
+        splits = sorted({s for n in names for s in manifest[n]["splits"]})
+        fix = (f"evaluate the configs that do with --configs {' '.join(having)}" if having else
+               f"no config has it (splits: {', '.join(splits)})")
+        raise MosaicError(f"{cfg.data}: config{'s' * (len(lacking) > 1)} {', '.join(map(repr, lacking))} "
+                          f"{'have' if len(lacking) > 1 else 'has'} no split {cfg.split!r}; {fix}")
     rows, layouts, facts, domains = {}, {}, {}, {}
     for name in names:
         check_config_split(manifest, cfg.data, name, cfg.split)

@@ -139,7 +139,7 @@ def test_resume_generates_only_missing_samples(first_run, bench, tiny_model_dir,
 @pytest.mark.parametrize(("args", "message"), [
     (("--metrics", "coverge@2"), "unknown metric 'coverge@2'; did you mean 'coverage@2'?"),
     (("--configs", "mcq", "--metrics", "ref_loss"), "needs reference responses"),
-    (("--split", "validation"), "has no split 'validation'"),
+    (("--split", "validation"), "no split 'validation'; no config has it (splits: test, train)"),
     (("--metrics", "coverage@8"), "needs --n-samples >= 8"),
 ])
 def test_user_errors(bench, tiny_model_dir, tmp_path, args, message):

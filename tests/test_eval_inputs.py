@@ -346,3 +346,10 @@ def test_passk_summary_counts_problems_without_samples(cc_folder, tmp_path, caps
     assert rc == 0
     assert json.loads(out.read_text())["counts"]["rows_with_tests_without_samples"] == 2
     assert "problems with tests but no samples (left out): 2" in printed
+
+
+def test_a_split_some_configs_lack_names_the_configs_that_have_it(tmp_path, capsys):
+    """MOSAIC-mini's mcq config has only a test split: `--split validation` says to pass --configs mosaic."""
+    rc, err = _eval(capsys, "--split", "validation", "--out", tmp_path / "r.json")
+    assert rc == 2 and "config 'mcq' has no split 'validation'; evaluate the configs that do with --configs mosaic" \
+        in err

@@ -158,6 +158,8 @@ def test_cli_modes_and_errors(tmp_path, capsys):
     assert "--themes needs --generator" in capsys.readouterr().err
     assert run("--from-jsonl", tmp_path / "t.jsonl", "--generator", "http", "--out", tmp_path / "o") == 2
     assert "--generator applies only with --themes" in capsys.readouterr().err
+    assert run("--from-jsonl", tmp_path / "t.jsonl", "--no-progress", "--out", tmp_path / "o") == 2  # not a theme row
+    assert "applies only with --themes" not in capsys.readouterr().err  # every command takes --no-progress
     assert run("--themes", tmp_path / "t.jsonl", "--generator", "http", "--model", "m", "--out", tmp_path / "o") == 2
     assert "needs --base-url" in capsys.readouterr().err
     assert run("--themes", tmp_path / "t.jsonl", "--generator", "local", "--concurrency", "8", "--out",

@@ -166,3 +166,8 @@ def test_mosaic_passk_command(tmp_path, capsys):
     rc = main(["passk", "--data", str(tmp_path / "cc"), "--config", "codecontests", "--samples",
                str(tmp_path / "bad.jsonl"), "--out", str(out)])
     assert rc == 2 and "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    for bad, message in ((tmp_path / "samples.jsonl" / "p.json", "is a file"), (tmp_path, "names a directory")):
+        rc = main(["passk", "--data", str(tmp_path / "cc"), "--config", "codecontests", "--samples",
+                   str(tmp_path / "samples.jsonl"), "--out", str(bad), "--quiet"])
+        err = capsys.readouterr().err  # refused before any program runs, in one line
+        assert rc == 2 and "--out" in err and message in err and "Traceback" not in err
