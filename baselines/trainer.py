@@ -55,19 +55,20 @@ class TrainResult:
         profile = f"; profile in {self.out / t['profile']['file']}" if t.get("profile") else ""
         return (f"wrote {self.out}: {c['method']} K={c['k'] or 'all'} {c['optimisation']['steps']} steps x "
                 f"{c['optimisation']['effective_batch']} {c['optimisation']['unit']}, loss {curve[0]['loss']:.4f} "
-                f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; {_data_summary(d)}{profile}; evaluate "
+                f"-> {curve[-1]['loss']:.4f}, {t['tokens_per_s']:.0f} tok/s; {_data_summary(d)}, {c['epochs']:g} "
+                f"epochs of its examples{profile}; evaluate "
                 f"with `mosaic eval --model {c['model']['id']} --adapter {self.out}`")
 
 
 def _data_summary(d: dict[str, Any]) -> str:
-    """'trained on P of R prompts' and every reason a prompt was dropped or a response cut, with counts."""
+    """'P of R prompts in the training set' and every reason a prompt was dropped or a response cut, with counts."""
     reasons = [(d.get("no_responses", 0), "dropped: too few responses for the method"),
                (d.get("short_dropped", 0), "dropped: fewer than K responses (--short drop)"),
                (d.get("prompt_too_long", 0), "dropped: prompt longer than --max-length"),
                (d.get("prompts_without_pairs", 0), "dropped: no preference pair"),
                (d.get("truncated", 0), "responses cut at --max-length")]
     shown = "; ".join(f"{n} {why}" for n, why in reasons if n)
-    return f"trained on {d['prompts']} of {d['rows']} prompts" + (f" ({shown})" if shown else "")
+    return f"{d['prompts']} of {d['rows']} prompts in the training set" + (f" ({shown})" if shown else "")
 
 
 def _check_out(cfg: TrainConfig) -> Path:

@@ -231,8 +231,8 @@ def test_summary_says_what_was_dropped(tiny_model_dir, tmp_path, capsys):
                  "--max-length", "128", "--pack-length", "256", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert ("trained on 3 of 4 prompts (1 dropped: prompt longer than --max-length; 3 responses cut at "
-            "--max-length)") in out
+    assert ("3 of 4 prompts in the training set (1 dropped: prompt longer than --max-length; 3 responses cut at "
+            "--max-length), 0.4444 epochs of its examples") in out  # 1 step of 4 of the 9 examples (3 prompts x 3)
 
 
 def test_model_folder_without_tokenizer(tiny_model_dir, train_data, tmp_path):  # noqa: F811
