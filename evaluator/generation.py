@@ -85,7 +85,10 @@ def read_generations(path: str | Path) -> list[dict]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise MosaicError(f"{path}:{n + 1}: not valid JSON: {exc.msg}") from exc
+            cut = n == len(lines) - 1  # the last line, without its newline: a write cut off by a kill
+            hint = "; a last line cut off by a kill: `mosaic eval --resume` drops it and generates it again" \
+                if cut else ""
+            raise MosaicError(f"{path}:{n + 1}: not valid JSON: {exc.msg} (column {exc.colno}){hint}") from exc
         if not isinstance(obj, dict):
             raise MosaicError(f"{path}:{n + 1}: expected a JSON object with 'id' and 'completion'")
         for name in ("id", "completion"):
@@ -98,15 +101,20 @@ def read_generations(path: str | Path) -> list[dict]:
     return out
 
 
-def samples_by_row(lines: list[dict]) -> dict[str, list[str]]:
-    """row id -> completions in sample order; lines without sample_index count in file order."""
+def samples_by_row(lines: list[dict], path: str | Path = "generations") -> dict[str, list[str]]:
+    """row id -> completions in sample order; lines without sample_index count in file order. `path`
+    names the file in errors (lines read by read_generations also give their line numbers)."""
     grouped: dict[str, dict[int, str]] = {}
+    first: dict[tuple[str, int], int | None] = {}
     for line in lines:
         slots = grouped.setdefault(line["id"], {})
         index = line.get("sample_index")
         index = len(slots) if index is None else index
         if index in slots:
-            raise MosaicError(f"generations: row {line['id']!r} has sample_index {index} twice")
+            before, at = first.get((line["id"], index)), line.get("index")
+            where = f": lines {before + 1} and {at + 1}" if before is not None and at is not None else ""
+            raise MosaicError(f"{path}{where}: row {line['id']!r} has sample_index {index} twice")
+        first[(line["id"], index)] = line.get("index")
         slots[index] = line["completion"]
     return {rid: [slots[i] for i in sorted(slots)] for rid, slots in grouped.items()}
 
@@ -319,7 +327,7 @@ def _ensure(ctx) -> dict[str, list[str]]:
         lines = read_generations(cfg.from_generations)
         ctx.notes["generations"] = {"source": cfg.from_generations, "generated": 0,
                                     "models": sorted({str(ln.get("model")) for ln in lines})}
-        have = samples_by_row(lines)
+        have = samples_by_row(lines, cfg.from_generations)
         for row in rows:
             if len(have.get(row["id"], [])) < cfg.n_samples:
                 raise MosaicError(f"{cfg.from_generations}: row {row['id']!r} has {len(have.get(row['id'], []))} "
@@ -396,7 +404,7 @@ def _resumable(path: Path, settings: Settings, budgets: dict[str, int]) -> list[
         if "sample_index" not in ln:
             raise MosaicError(f"{path}:{ln['index'] + 1}: no sample_index: this file cannot be resumed")
         ln.pop("index")
-    samples_by_row(lines)  # refuses a repeated (id, sample_index)
+    samples_by_row(lines, path)  # refuses a repeated (id, sample_index)
     return lines
 
 

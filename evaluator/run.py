@@ -78,7 +78,7 @@ def fewest_samples(path: str, rows: dict[str, list[dict]], layouts: dict[str, st
     generations (record rows with responses or tests): the --n-samples of a --from-generations run."""
     from evaluator.generation import read_generations, rows_to_generate, samples_by_row
 
-    have = samples_by_row(read_generations(path))
+    have = samples_by_row(read_generations(path), path)
     counts = [(len(have.get(r["id"], [])), c, r["id"]) for c, r in rows_to_generate(rows, layouts)]
     if not counts:
         raise MosaicError(f"--from-generations {path}: no evaluated config has rows that get generations "

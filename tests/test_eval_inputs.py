@@ -353,3 +353,16 @@ def test_a_split_some_configs_lack_names_the_configs_that_have_it(tmp_path, caps
     rc, err = _eval(capsys, "--split", "validation", "--out", tmp_path / "r.json")
     assert rc == 2 and "config 'mcq' has no split 'validation'; evaluate the configs that do with --configs mosaic" \
         in err
+
+
+def test_from_generations_names_the_lines_of_a_repeated_sample_and_a_cut_off_last_line(exported, tmp_path, capsys):
+    gens = tmp_path / "gens.jsonl"
+    line = {"id": "demo/item-f/0", "sample_index": 0, "completion": "a"}
+    write_jsonl(gens, [line, dict(line, sample_index=1), dict(line, completion="b")])
+    args = ["--data", exported, "--configs", "demo", "--metrics", "diversity@2", "--out", tmp_path / "r.json"]
+    rc, err = _eval(capsys, *args, "--from-generations", gens)
+    assert rc == 2 and f"{gens}: lines 1 and 3: row 'demo/item-f/0' has sample_index 0 twice" in err
+    gens.write_text(json.dumps(line) + '\n{"id": "demo/item-f/0", "sample_in')
+    rc, err = _eval(capsys, *args, "--from-generations", gens)
+    assert rc == 2 and f"{gens}:2: not valid JSON: Unterminated string starting at (column 25); a last line cut " \
+        "off by a kill: `mosaic eval --resume` drops it" in err
