@@ -65,6 +65,10 @@ def _run(args: argparse.Namespace) -> int:
 
     given = {k: v for k, v in vars(args).items() if k != "yaml"}
     cfg = resolve(args.yaml, given)
+    if not cfg.progress:
+        from mosaic.models import hide_library_progress
+
+        hide_library_progress()
     from baselines.trainer import train
 
     result = train(cfg)

@@ -84,10 +84,15 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(**{k: v for k, v in vars(args).items()
                         if k not in ("list_metrics", "no_progress") and v is not None})
+    if args.no_progress:
+        from mosaic.models import hide_library_progress
+
+        hide_library_progress()
     results = evaluate(cfg, progress=not args.no_progress)
     if results is None:  # a non-main process of a data-parallel run: the main process reports
         return 0
-    print(f"\n{results['suite']} / {results['data']['split']} -- model {(results['model'] or {}).get('id')}")
+    source = f"model {results['model']['id']}" if results["model"] else f"samples from {cfg.from_generations}"
+    print(f"\n{results['suite']} / {results['data']['split']} -- {source}")
     for key, m in results["metrics"].items():
         ci = m["ci95"]
         ci_text = f"[{_num(ci[0])}, {_num(ci[1])}]" if ci else "[n/a]"

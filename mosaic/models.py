@@ -102,6 +102,16 @@ def forward_keeping(model, keep: int, **inputs):
         return model(**inputs)
 
 
+def hide_library_progress() -> None:
+    """--no-progress: also turn off the bars transformers and datasets draw themselves (loading weights,
+    writing parquet), for the rest of the process."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 @contextmanager
 def peft_quieted():
     """Wrapping a model with peft, without the FutureWarning it triggers on transformers 5.2x by asking

@@ -229,8 +229,9 @@ def test_summary_says_what_was_dropped(tiny_model_dir, tmp_path, capsys):
     code = main(["train", "--method", "mrt", "--data", str(tmp_path / "d"), "--config", "demo", "--model",
                  str(tiny_model_dir), "--out", str(tmp_path / "o"), "--max-steps", "1", "--batch-size", "4",
                  "--max-length", "128", "--pack-length", "256", "--no-progress"])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0, out
+    assert "Loading weights" not in err, err  # --no-progress: the libraries' bars too
     assert ("3 of 4 prompts in the training set (1 dropped: prompt longer than --max-length; 3 responses cut at "
             "--max-length), 0.4444 epochs of its examples") in out  # 1 step of 4 of the 9 examples (3 prompts x 3)
 
