@@ -47,14 +47,16 @@ def _opt(default: Any, help: str, group: str, **extra: Any) -> Any:
 @dataclass
 class TrainConfig:
     method: str | None = _opt(None, "srt (one response per prompt) | mrt (K per prompt) | spl (soft preference "
-                              "learning, DESIGN §6) | dpo (spl with alpha = beta)", "run", choices=METHODS)
+                              "learning, DESIGN §6) | dpo (spl with alpha = beta); required, here or in --yaml",
+                              "run", choices=METHODS)
     data: str = _opt(str(DEFAULT_DATA), "dataset folder or Hub id (default: the shipped MOSAIC-mini)", "run",
                      metavar="FOLDER_OR_REPO")
     config: str = _opt("mosaic", "data config to train on", "run", metavar="NAME")
     split: str = _opt("train", "split to train on", "run")
     model: str = _opt(DEFAULT_MODEL, "base model: local folder, Hub id, or the default small model "
                       "(SmolLM2-135M-Instruct, converted once)", "run", metavar="PATH")
-    out: str | None = _opt(None, "output folder for the adapter and training_card.json", "run", metavar="DIR")
+    out: str | None = _opt(None, "output folder for the adapter and training_card.json; required, here or in "
+                           "--yaml", "run", metavar="DIR")
     overwrite: bool = _opt(False, "replace an adapter already in --out", "run")
     selector: str = _opt("rkon", "which K responses of each prompt to keep: rkon | bkon | dkon | grades "
                          "(mosaic.selectors)", "selection", metavar="NAME")

@@ -29,12 +29,18 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    "8); 0 = every item")
     p.add_argument("--n-samples", type=int, help="generations per prompt (overrides the preset; with "
                    "--from-generations the default is the fewest samples the file holds for an evaluated row)")
-    p.add_argument("--max-new-tokens", type=int, help="new tokens per generation (overrides the preset)")
-    p.add_argument("--max-new-tokens-code", type=int, help="new tokens per generation for code prompts")
+    def preset_values(key: str) -> str:
+        return ", ".join(f"{v[key]} {name}" for name, v in PRESETS.items())
+
+    p.add_argument("--max-new-tokens", type=int,
+                   help=f"new tokens per generation (overrides the preset: {preset_values('max_new_tokens')})")
+    p.add_argument("--max-new-tokens-code", type=int, help="new tokens per generation for code prompts (overrides "
+                   f"the preset: {preset_values('max_new_tokens_code')})")
     p.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature ({d.temperature})")
     p.add_argument("--top-p", type=float, default=d.top_p, help=f"nucleus sampling mass ({d.top_p})")
     p.add_argument("--backend", choices=["auto", "hf", "vllm"], default=d.backend,
-                   help="generation backend: vllm when importable (GPU), else batched transformers")
+                   help="generation backend: auto (default: vllm when importable on a GPU, else hf), hf "
+                        "(batched transformers) or vllm")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="references per scoring pass (default 8 for --scoring shared-prompt, 64 for batched); "
                         "results do not depend on it; halved, for the rest of the stage, when a pass runs out of "
@@ -52,7 +58,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="hf backend KV cache: dynamic (default), or static: one fixed-shape cache per max-new-tokens "
                         "group, reused by its batches, so transformers compiles the decoding step once (on CUDA; "
                         "the first batch pays the compile, so it pays off on long runs)")
-    p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default=d.device, help="auto (the default: cuda when available, else cpu), cpu, "
+                   "cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=d.seed, help=f"sampling and bootstrap seed ({d.seed})")
     p.add_argument("--bootstrap-resamples", type=int, default=d.bootstrap_resamples,
                    help=f"item-cluster bootstrap resamples for the 95%% CIs ({d.bootstrap_resamples})")
