@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser, source: Any, *, responses: bool = 
     p.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=None,
                    help="stream the source instead of downloading it (default: "
                         f"{'on' if source.streaming else 'off'} for the Hub, off for files)")
-    p.add_argument("--num-proc", type=int, default=1, metavar="N", help="worker processes (not when streaming)")
+    p.add_argument("--num-proc", type=int, default=1, metavar="N",
+                   help="worker processes (not when streaming; default 1)")
     p.add_argument("--batch-size", type=int, default=1000, metavar="N", help="rows per Arrow batch (default 1000)")
 
 

@@ -62,11 +62,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("validator thresholds (override the per-domain defaults of builders/grid.py)")
     g.add_argument("--variants", type=int, default=4, help="prompt variants per item (P, default 4)")
     g.add_argument("--responses", type=int, default=4, help="responses per variant (R, default 4)")
-    g.add_argument("--min-words", type=int, help="minimum words per response")
-    g.add_argument("--max-words", type=int, help="maximum words per response")
-    g.add_argument("--theme-min-sim", type=float, help="minimum cosine of a variant to its base theme")
-    g.add_argument("--cell-max-sim", type=float, help="maximum cosine between two responses of a cell")
-    g.add_argument("--cross-item-max-sim", type=float, help="maximum cosine to any response of another item")
+    def per_domain(name: str) -> str:
+        from builders.grid import DEFAULT_THRESHOLDS
+
+        return "; default " + ", ".join(f"{d} {getattr(t, name)}" for d, t in DEFAULT_THRESHOLDS.items())
+
+    g.add_argument("--min-words", type=int, help="minimum words per response" + per_domain("min_words"))
+    g.add_argument("--max-words", type=int, help="maximum words per response" + per_domain("max_words"))
+    g.add_argument("--theme-min-sim", type=float,
+                   help="minimum cosine of a variant to its base theme" + per_domain("theme_min_sim"))
+    g.add_argument("--cell-max-sim", type=float,
+                   help="maximum cosine between two responses of a cell" + per_domain("cell_max_sim"))
+    g.add_argument("--cross-item-max-sim", type=float,
+                   help="maximum cosine to any response of another item" + per_domain("cross_item_max_sim"))
     from builders.grid_build import add_arguments as add_generation_arguments
 
     add_generation_arguments(p)

@@ -43,9 +43,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="multiply time limits by X instead of using this machine's calibration")
     p.add_argument("--recalibrate", action="store_true",
                    help="measure this machine's time-limit factor again (it is measured once and cached)")
-    p.add_argument("--default-time", type=float, default=2.0, metavar="S", help="time limit for rows without one")
+    p.add_argument("--default-time", type=float, default=2.0, metavar="S",
+                   help="time limit for rows without one (default 2 s, scaled like the rows' own)")
     p.add_argument("--default-memory", type=float, default=256.0, metavar="MB",
-                   help="memory limit for rows without one")
+                   help="memory limit for rows without one (default 256 MB)")
     p.add_argument("--exact-integers", action="store_true",
                    help="integer tokens must match exactly (no float tolerance)")
     p.add_argument("--require-sandbox", action="store_true",

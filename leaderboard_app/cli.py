@@ -57,7 +57,8 @@ def _add_leaderboard(p: argparse.ArgumentParser) -> None:
     worker.add_argument("--eval-args", default="", metavar="'ARGS'",
                         help="extra `mosaic eval` options, e.g. '--preset paper' or '--max-items 4'")
     worker.add_argument("--lease", type=float, default=120.0,
-                        help="seconds a claim lasts without renewal; a crashed worker's request is retried after it")
+                        help="seconds a claim lasts without renewal; a crashed worker's request is retried after "
+                             "it (120)")
     worker.add_argument("--poll", type=float, default=5.0, help="seconds between queue checks when idle (5)")
     worker.add_argument("--max-attempts", type=int, default=3, help="claims before a request fails for good (3)")
     worker.add_argument("--once", action="store_true", help="exit when nothing is pending or running")

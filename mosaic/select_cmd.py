@@ -37,7 +37,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, required=True, help="responses to keep per prompt")
     p.add_argument("--gamma", type=float, default=0.75, help="GRADES quality exponent (default 0.75; 1.0 for code)")
     p.add_argument("--seed", type=int, default=0, help="seed for rkon (default 0)")
-    p.add_argument("--kernel", default="embedding", help="similarity for dkon/grades: embedding | token_jaccard")
+    p.add_argument("--kernel", default="embedding",
+                   help="similarity for dkon/grades: embedding (default) | token_jaccard")
     p.add_argument("--short", choices=["error", "keep", "drop"], default="error",
                    help="prompts with fewer than K responses: error (default), keep all, or drop the prompt")
     p.add_argument("--out-config", default=None, metavar="NAME", help="config name in the output (default: --config)")
