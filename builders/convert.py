@@ -272,6 +272,10 @@ def run(source: Source, to_record: Callable[[dict, Ctx], Any], args: argparse.Na
     from mosaic import __version__
     from mosaic.hub import ConfigSpec
 
+    if getattr(args, "no_progress", False):
+        import datasets
+
+        datasets.disable_progress_bars()
     for flag in ("max_rows", "responses_per_prompt", "num_proc", "batch_size"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:

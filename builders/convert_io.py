@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser, source: Any, *, responses: bool = 
     p.add_argument("--num-proc", type=int, default=1, metavar="N",
                    help="worker processes (not when streaming; default 1)")
     p.add_argument("--batch-size", type=int, default=1000, metavar="N", help="rows per Arrow batch (default 1000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (datasets' own included)")
 
 
 def inputs(source: Any, args: argparse.Namespace) -> list[tuple[str, str, Path | None]]:

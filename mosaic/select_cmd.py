@@ -117,6 +117,10 @@ def _run(args: argparse.Namespace) -> int:
     todo = [r for r in rows if len(r["responses"]) > args.k]
     picks: dict[str, list[int]] = {}
     progress = not args.no_progress
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()  # its parquet writing too
     bar = tqdm(total=len(todo), desc=f"select {spec.name} K={args.k}", unit="prompt", disable=not progress,
                file=sys.stderr)
     for lo in range(0, len(todo), max(1, args.batch)):

@@ -134,3 +134,16 @@ def test_file_of_the_wrong_extension_or_type(tmp_path):
     typed.write_text('{"question": "Q?", "subject": "s", "choices": ["a", "b"], "answer": [1]}\n')
     rc, _, err = build("mmlu", "--source-file", f"test={typed}", out=tmp_path / "t")
     assert rc == 2 and "field answer: expected scalar, the file has list<item: int64>" in err
+
+
+def test_no_progress_hides_the_bars_datasets_draws(tmp_path):
+    import datasets
+
+    try:
+        rc, _, err = build("ultrafeedback", "--source-file", f"train={UF}", "--no-progress", out=tmp_path / "quiet")
+        assert rc == 0, err
+        assert "Creating parquet" not in err and "Map" not in err and "it/s" not in err
+    finally:
+        datasets.enable_progress_bars()
+    rc, _, err = build("ultrafeedback", "--source-file", f"train={UF}", out=tmp_path / "loud")
+    assert rc == 0 and "Creating parquet" in err  # the bars are on by default

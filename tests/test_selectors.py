@@ -340,7 +340,13 @@ def test_select_cli_end_to_end(tmp_path, selector, capsys):
             "--k", "3", "--seed", "4", "--gamma", "0.5", "--no-progress", "--out", str(out)]
     assert main(argv) == 2  # a prompt has only 2 responses: clear error by default
     assert "row 'demo/q4/0' has 2" in capsys.readouterr().err
-    assert main(argv + ["--short", "drop"]) == 0
+    try:
+        assert main(argv + ["--short", "drop"]) == 0
+    finally:
+        import datasets
+
+        datasets.enable_progress_bars()  # --no-progress turned datasets' bars off for the process
+    assert "Creating parquet" not in capsys.readouterr().err  # --no-progress: datasets' parquet bar too
     got = load_split(str(out), "demo", "train").to_list()
     assert [r["id"] for r in got] == [r["id"] for r in rows[:4]]
     notes = read_manifest(str(out))["demo"]["notes"]
