@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def generation_flags_given(args: argparse.Namespace) -> list[str]:
-    """The generation-only flags given (--no-progress is harmless anywhere: every command takes it)."""
+    """The generation-only flags given (--no-progress aside: the import takes it too, as eval, train,
+    select and the converters do)."""
     return [flag for dest, flag in getattr(args, "_generation_flags", ())
             if getattr(args, dest, None) is not None and flag != "--no-progress"]
 
