@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mosaic.models import forward_keeping
+from mosaic.models import base_model, forward_keeping
 
 
 class KeptLogits:
     def __init__(self, model: Any) -> None:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft or plain
+        base = base_model(model)
         self.decoder, self.head = base.get_decoder(), base.get_output_embeddings()
         self.ok: bool | None = None  # None until the first call has checked the head
 

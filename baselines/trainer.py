@@ -39,7 +39,7 @@ from baselines.packing import collate, logits_keep_mode, micro_batches, step_pla
 from baselines.profiling import PROFILE_NAME, StepProfiler
 from mosaic.errors import MosaicError
 from mosaic.formatting import detect_format
-from mosaic.memory import Passes
+from mosaic.memory import Passes, first_line
 
 SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
@@ -263,8 +263,8 @@ _NOT_SAVED = "stopped without saving an adapter (lower --lr, set --max-grad-norm
 
 def _out_of_memory(cfg: TrainConfig, step: int, examples: int, what: str, exc: BaseException) -> str:
     """The message for a step that ran out of GPU memory: what ran, and the options that shrink it."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return (f"step {step}: out of GPU memory with micro-batches of {examples} {what} ({first}); lower --batch-size "
+    return (f"step {step}: out of GPU memory with micro-batches of {examples} {what} ({first_line(exc)}); lower "
+            f"--batch-size "
             f"and raise --grad-accum by the same factor (the same effective batch: the loss is normalised over the "
             f"whole step), or pass --gradient-checkpointing, or lower "
             f"--max-length{' / --pack-length' if cfg.packing else ''}; {_NOT_SAVED.split(' (')[0]}")

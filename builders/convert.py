@@ -273,9 +273,9 @@ def run(source: Source, to_record: Callable[[dict, Ctx], Any], args: argparse.Na
     from mosaic.hub import ConfigSpec
 
     if getattr(args, "no_progress", False):
-        import datasets
+        from mosaic.models import hide_library_progress
 
-        datasets.disable_progress_bars()
+        hide_library_progress(models=False)
     for flag in ("max_rows", "responses_per_prompt", "num_proc", "batch_size"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:

@@ -191,7 +191,7 @@ class HFBackend:
         for i, (_, ids) in enumerate(part):  # left padding: every prompt ends at the same column
             input_ids[i, width - len(ids):] = torch.tensor(ids)
             mask[i, width - len(ids):] = 1
-        static = None if static_len is None else self._static_cache(len(part), static_len)  # before any forward
+        static = None if static_len is None else self._static_for(len(part), static_len)  # before any forward
         with torch.inference_mode():
             shared = _shared_prompt_cache(model, [ids for _, ids in part], input_ids, mask)
             if static is not None:
@@ -222,7 +222,7 @@ class HFBackend:
                 batch = group[start:start + size]
                 yield batch + [batch[-1]] * (size - len(batch)), len(batch), length
 
-    def _static_cache(self, rows: int, length: int):
+    def _static_for(self, rows: int, length: int):
         """The StaticCache for passes of `rows` x `length`: one shape per group, reused by its batches (the
         shape is fixed at its first use, so other rows get a new one and the old one is let go first)."""
         if self._static is None or self._static[0] != (rows, length):

@@ -73,12 +73,13 @@ def load_data(cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, str], d
     return rows, layouts, facts, domains
 
 
-def fewest_samples(path: str, rows: dict[str, list[dict]], layouts: dict[str, str]) -> int:
-    """The smallest number of samples that the generations file holds for an evaluated row that gets
-    generations (record rows with responses or tests): the --n-samples of a --from-generations run."""
-    from evaluator.generation import read_generations, rows_to_generate, samples_by_row
+def fewest_samples(path: str, lines: list[dict], rows: dict[str, list[dict]], layouts: dict[str, str]) -> int:
+    """The smallest number of samples that the generations file `path` (its `lines`, read_generations'
+    output) holds for an evaluated row that gets generations (record rows with responses or tests):
+    the --n-samples of a --from-generations run."""
+    from evaluator.generation import rows_to_generate, samples_by_row
 
-    have = samples_by_row(read_generations(path), path)
+    have = samples_by_row(lines, path)
     counts = [(len(have.get(r["id"], [])), c, r["id"]) for c, r in rows_to_generate(rows, layouts)]
     if not counts:
         raise MosaicError(f"--from-generations {path}: no evaluated config has rows that get generations "
@@ -157,14 +158,15 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
         from evaluator.generation import read_generations
         from evaluator.regen import adopt_file_settings
 
-        adopted = adopt_file_settings(cfg, read_generations(cfg.from_generations), domains,
-                                      f"{cfg.data} split {cfg.split!r} (configs: {', '.join(rows)})")
+        lines = read_generations(cfg.from_generations)
+        adopted = adopt_file_settings(cfg, lines, domains, f"{cfg.data} split {cfg.split!r} (configs: "
+                                      f"{', '.join(rows)})")
         if adopted:
             notes["settings_from_generations"] = adopted
-    if samples_from_file:
-        cfg.n_samples = fewest_samples(cfg.from_generations, rows, layouts)
-        notes["n_samples"] = {"value": cfg.n_samples, "source": f"the fewest samples of an evaluated row in "
-                              f"{cfg.from_generations} (no --n-samples given)"}
+        if samples_from_file:
+            cfg.n_samples = fewest_samples(cfg.from_generations, lines, rows, layouts)
+            notes["n_samples"] = {"value": cfg.n_samples, "source": f"the fewest samples of an evaluated row "
+                                  f"in {cfg.from_generations} (no --n-samples given)"}
     plan = select_metrics(cfg, layouts, rows)
     order = {c: [r["id"] for r in rs] for c, rs in rows.items()}
     device = dist.device if dist.world > 1 and cfg.device == "auto" else cfg.device

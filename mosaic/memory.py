@@ -52,9 +52,9 @@ class Passes:
             except torch.OutOfMemoryError as exc:
                 if n == 1:
                     raise MosaicError(f"out of GPU memory with 1 of the {what or self.what} per pass "
-                                      f"({_first_line(exc)}): one does not fit beside the model on this device"
+                                      f"({first_line(exc)}): one does not fit beside the model on this device"
                                       f"{self.advice}") from exc
-                reason = _first_line(exc)
+                reason = first_line(exc)
             # outside the handler: the failed pass's frames (and tensors) are released with the exception
             self._halve(n, reason, what or self.what)
 
@@ -84,6 +84,7 @@ class Passes:
               f"{self.rows} (start there with {self.option} {self.rows}{self.start_note})", file=sys.stderr)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The error's first line (at most 200 characters), or its type's name when it has no text."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

@@ -102,14 +102,16 @@ def forward_keeping(model, keep: int, **inputs):
         return model(**inputs)
 
 
-def hide_library_progress() -> None:
-    """--no-progress: also turn off the bars transformers and datasets draw themselves (loading weights,
-    writing parquet), for the rest of the process."""
+def hide_library_progress(models: bool = True) -> None:
+    """--no-progress: also turn off the bars datasets (map, writing parquet) and, with `models`,
+    transformers (loading weights) draw themselves, for the rest of the process."""
     import datasets
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    if models:  # not imported by commands that load no model
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 @contextmanager
@@ -121,6 +123,11 @@ def peft_quieted():
         yield
 
 
+def base_model(model):
+    """The transformers model inside a peft wrapper, or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def cache_keyword(model) -> str:
     """The keyword a causal LM's forward (and `generate`) takes a KV cache by: `cache` where its forward
     has one (transformers 5.2x, where `past_key_values` warns and is announced for removal), else
@@ -129,7 +136,7 @@ def cache_keyword(model) -> str:
     **kwargs) is answered for by its decoder's."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     params = inspect.signature(base.forward).parameters
     for name in ("cache", "past_key_values"):
         if name in params:

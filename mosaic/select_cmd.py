@@ -118,9 +118,9 @@ def _run(args: argparse.Namespace) -> int:
     picks: dict[str, list[int]] = {}
     progress = not args.no_progress
     if not progress:
-        import datasets
+        from mosaic.models import hide_library_progress
 
-        datasets.disable_progress_bars()  # its parquet writing too
+        hide_library_progress(models=False)  # datasets' parquet writing too
     bar = tqdm(total=len(todo), desc=f"select {spec.name} K={args.k}", unit="prompt", disable=not progress,
                file=sys.stderr)
     for lo in range(0, len(todo), max(1, args.batch)):

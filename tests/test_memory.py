@@ -225,7 +225,7 @@ def test_the_static_cache_of_the_failed_size_is_let_go_before_the_retry(tiny_lm)
     backend = HFBackend(tiny_lm, 8, progress=False, cache="static")
     caches: list[tuple[int, weakref.ref]] = []  # (rows, cache)
     current = [0]  # rows of the pass being decoded
-    real_static, real_decode = backend._static_cache, backend._decode
+    real_static, real_decode = backend._static_for, backend._decode
 
     def static_cache(rows, length):
         cache = real_static(rows, length)
@@ -237,7 +237,7 @@ def test_the_static_cache_of_the_failed_size_is_let_go_before_the_retry(tiny_lm)
         current[0] = len(part)
         return real_decode(part, *args)
 
-    backend._static_cache, backend._decode = static_cache, decode
+    backend._static_for, backend._decode = static_cache, decode
     seen: list[tuple[int, int, list[int]]] = []  # (forward rows, pass rows, rows of the caches alive)
 
     def hook(module, args, kwargs):
