@@ -87,17 +87,28 @@ def test_mosaic_submit_command(app, results, tmp_path):
     assert proc.returncode == 2 and "cannot submit to http://127.0.0.1:9" in proc.stderr
 
 
-def test_fifty_concurrent_submissions(app, client, results, tmp_path):
-    """50 different results and 10 racing copies of one of them, all in flight at once: exactly 50 stored."""
-    from gradio_client import handle_file
+def test_fifty_concurrent_submissions(app, results, tmp_path):
+    """50 different results and 10 racing copies of one of them, all in flight at once: exactly 50 stored.
+
+    Each submitter is its own client (own session), released together by a barrier: one shared client's
+    jobs share one event stream, and gradio_client can cancel a job whose stream closed under it."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
 
     with sqlite3.connect(app.db) as conn:
         before = conn.execute("SELECT count(*) FROM results").fetchone()[0]
     paths = [write(tmp_path / f"c{i}.json", variant(results, f"concurrent/model-{i:02d}", shift=i / 1000))
              for i in range(50)]
-    jobs = [client.submit(handle_file(str(p)), "", "", "", api_name="/submit_results")
-            for p in paths + [paths[7]] * 10]
-    outcomes = [job.result(timeout=300)[1] for job in jobs]
+    submissions = paths + [paths[7]] * 10
+    start = Barrier(len(submissions), timeout=300)
+
+    def submit(path):
+        own = app.client()
+        start.wait()
+        return _submit(own, path)
+
+    with ThreadPoolExecutor(max_workers=len(submissions)) as pool:
+        outcomes = list(pool.map(submit, submissions, timeout=600))
     stored = [o for o in outcomes if o["ok"]]
     assert len(stored) == 50 and len({o["id"] for o in stored}) == 50
     assert [o for o in outcomes if not o["ok"] and not o.get("duplicate")] == []
