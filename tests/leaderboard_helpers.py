@@ -87,10 +87,25 @@ class RunningApp:
     proc: subprocess.Popen
     log: Path
 
-    def client(self):
+    def client(self) -> SessionPerCall:
+        return SessionPerCall(self.url)
+
+
+@dataclass
+class SessionPerCall:
+    """gradio_client with a new session for every call. Calls on one Client share one event stream; when
+    the server closes it after a job, a job submitted before the client has read that close is cancelled
+    (CancelledError) - a client-side race, not the app's, that a busy CI machine can hit."""
+
+    url: str
+
+    def session(self):
         from gradio_client import Client
 
         return Client(self.url, verbose=False, download_files=False, analytics_enabled=False)
+
+    def predict(self, *args, api_name: str):
+        return self.session().predict(*args, api_name=api_name)
 
 
 @contextmanager

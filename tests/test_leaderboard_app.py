@@ -89,9 +89,7 @@ def test_mosaic_submit_command(app, results, tmp_path):
 
 def test_fifty_concurrent_submissions(app, results, tmp_path):
     """50 different results and 10 racing copies of one of them, all in flight at once: exactly 50 stored.
-
-    Each submitter is its own client (own session), released together by a barrier: one shared client's
-    jobs share one event stream, and gradio_client can cancel a job whose stream closed under it."""
+    Each submitter has its own session (see SessionPerCall); a barrier releases them together."""
     from concurrent.futures import ThreadPoolExecutor
     from threading import Barrier
 
@@ -103,7 +101,7 @@ def test_fifty_concurrent_submissions(app, results, tmp_path):
     start = Barrier(len(submissions), timeout=300)
 
     def submit(path):
-        own = app.client()
+        own = app.client().session()
         start.wait()
         return _submit(own, path)
 
