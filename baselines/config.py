@@ -55,6 +55,8 @@ class TrainConfig:
     split: str = _opt("train", "split to train on", "run")
     model: str = _opt(DEFAULT_MODEL, "base model: local folder, Hub id, or the default small model "
                       "(SmolLM2-135M-Instruct, converted once)", "run", metavar="PATH")
+    revision: str | None = _opt(None, "for a Hub model id: the branch, tag or commit to train from (the card "
+                                "records its commit)", "run", metavar="REV")
     out: str | None = _opt(None, "output folder for the adapter and training_card.json; required, here or in "
                            "--yaml", "run", metavar="DIR")
     overwrite: bool = _opt(False, "replace an adapter already in --out", "run")

@@ -34,15 +34,13 @@ def inspect_model(cfg: TrainConfig) -> ModelSpec:
 
     from mosaic.models import check_tokenizer_files, resolve_model
 
-    source, model_id, revision = resolve_model(cfg.model)
-    local = Path(source).is_dir()
+    source, model_id, revision = resolve_model(cfg.model, cfg.revision)
     check_tokenizer_files(source)
     try:
         config = AutoConfig.from_pretrained(source)
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        hint = "" if local else " (offline? pass a local folder with --model)"
-        raise MosaicError(f"cannot load model {cfg.model!r}: {' '.join(str(exc).split())}{hint}") from exc
+        raise MosaicError(f"cannot load model {cfg.model!r}: {' '.join(str(exc).split())}") from exc
     try:
         with torch.device("meta"):
             skeleton = AutoModelForCausalLM.from_config(config)
@@ -81,6 +79,8 @@ def load_lora_model(cfg: TrainConfig, spec: ModelSpec, device: Any, dtype: Any) 
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype)
+    if spec.revision:  # a Hub model, loaded from its cached snapshot: the adapter names the repo, not the cache
+        base.name_or_path = spec.model_id
     base.config.use_cache = False
     if cfg.gradient_checkpointing:
         kwargs = {"use_reentrant": False}

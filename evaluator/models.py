@@ -34,20 +34,16 @@ class LoadedModel:
 
 def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: str = "auto",
                dtype: str | None = None, revision: str | None = None) -> LoadedModel:
-    """`revision` (branch, tag or commit) applies to Hub ids only; a local folder is what it is."""
+    """`revision` (branch, tag or commit) applies to Hub ids only; a local folder is what it is. A Hub
+    model is loaded from its snapshot in the Hugging Face cache; `revision` records its commit."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device, torch_dtype = choose_device(device)
-    source, model_id, _ = resolve_model(spec)
-    if revision and Path(source).exists():
-        raise MosaicError(f"--revision {revision}: {spec} is a local model folder; a revision applies to Hub "
-                          "model ids only")
+    source, model_id, commit = resolve_model(spec, revision)
     if dtype:
         torch_dtype = getattr(torch, dtype)
-    at = {"revision": revision} if revision else {}
     where = f" at revision {revision!r}" if revision else ""
-    local = Path(source).is_dir()
     check_tokenizer_files(source)
     weights = sorted(Path(source).glob("*.safetensors")) + sorted(Path(source).glob("*.bin"))
     base_hash = file_hash(weights) if weights else None
@@ -55,20 +51,18 @@ def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: st
     for part in ("tokenizer", "model"):
         try:
             if part == "tokenizer":
-                tokenizer = AutoTokenizer.from_pretrained(source, **at)
+                tokenizer = AutoTokenizer.from_pretrained(source)
             else:
-                model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **at)
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
         except (OSError, ValueError) as exc:
-            hint = "" if local else " (offline? pass a local folder with --model)"
-            raise MosaicError(f"cannot load model {spec!r}{where}: its {part}: {_brief(exc)}{hint}") from exc
+            raise MosaicError(f"cannot load model {spec!r}{where}: its {part}: {_brief(exc)}") from exc
     info = None
     if found:
         model, info = _attach_adapter(model, found, model_id)
     model.to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    commit = getattr(model.config, "_commit_hash", None)
-    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, path=source, revision=commit or revision,
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, path=source, revision=commit,
                        weights_hash=base_hash, adapter=info,
                        num_parameters=sum(p.numel() for p in model.parameters()), device=device,
                        dtype=str(torch_dtype).replace("torch.", ""))

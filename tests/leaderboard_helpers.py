@@ -5,6 +5,7 @@ of the `mosaic` command on 127.0.0.1 and a free port)."""
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 import os
 import signal
@@ -102,7 +103,9 @@ class SessionPerCall:
     def session(self):
         from gradio_client import Client
 
-        return Client(self.url, verbose=False, download_files=False, analytics_enabled=False)
+        # httpx's default 5 s would fail a call on a busy machine, and cut the session's heartbeat stream
+        return Client(self.url, verbose=False, download_files=False, analytics_enabled=False,
+                      httpx_kwargs={"timeout": 120})
 
     def predict(self, *args, api_name: str):
         return self.session().predict(*args, api_name=api_name)
@@ -131,7 +134,7 @@ def running_app(db: Path, model_roots: tuple[Path, ...] = (), token: str | None 
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
                         break
-            except OSError:
+            except (OSError, http.client.HTTPException):  # not up yet (a self-connect reads a bad status line)
                 pass
             if time.time() > deadline:
                 raise AssertionError(f"the app did not answer within {timeout} s:\n{log.read_text()[-3000:]}")

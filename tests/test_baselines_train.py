@@ -234,7 +234,8 @@ def test_throughput_benchmark_runs_on_cpu(tiny_model_dir, train_data):  # noqa: 
     rows = {tuple(line.split()[:2]): line.split() for line in proc.stdout.splitlines()
             if line.startswith(("plain", "ours"))}
     assert set(rows) == {("plain", "4"), ("ours", "4"), ("ours", "8")}
-    assert rows["plain", "4"][6] == rows["ours", "4"][6]  # loss@1 to 4 decimals: the same first batch
+    loss_at_1 = {key: float(row[6]) for key, row in rows.items()}  # printed to 4 decimals
+    assert loss_at_1["plain", "4"] == pytest.approx(loss_at_1["ours", "4"], abs=2e-4)  # the same first batch
     assert rows["ours", "8"][6] != rows["ours", "4"][6]  # twice the examples: another first batch
     assert "speed-up" in proc.stdout and "vs plain at batch 4" in proc.stdout
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -249,7 +250,7 @@ def fake_embed(monkeypatch):
 
     def embed(texts, **_):
         calls.append(len(texts))
-        vecs = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(384) for t in texts])
+        vecs = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(384) for t in texts])
         return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
 
     monkeypatch.setattr(mosaic.embeddings, "embed", embed)

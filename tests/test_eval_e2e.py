@@ -202,8 +202,8 @@ def test_two_processes_through_accelerate_match_one(bench, tiny_model_dir, tmp_p
     for key in ("mosaic/ref_loss", "mosaic/ref_loss_response_mean", "mosaic/loss_vx", "mcq/mcq_accuracy",
                 "mcq/mcq_brier", "mcq/mcq_ece", "mcq/population_js"):
         a, b = dist["metrics"][key], single["metrics"][key]
-        assert a["value"] == pytest.approx(b["value"], abs=1e-6), key
-        assert a["n"] == b["n"] and a["ci95"] == pytest.approx(b["ci95"], abs=1e-6), key
+        assert a["value"] == pytest.approx(b["value"], abs=1e-5), key  # 1 and 2 BLAS threads: float32 sums
+        assert a["n"] == b["n"] and a["ci95"] == pytest.approx(b["ci95"], abs=1e-5), key
     gens = [json.loads(x) for x in open(dist["generations_file"])]
     assert len(gens) == 30 and len({(g["id"], g["sample_index"]) for g in gens}) == 30
     assert not list(tmp_path.glob("*.rank*"))  # per-process files merged and removed

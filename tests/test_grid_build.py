@@ -38,7 +38,7 @@ def script(request: dict, n: int) -> Scripted:
     if key == "off" and n == 0:
         return Scripted(reply(off_theme(text)))
     if key == "slow" and n == 0:
-        return Scripted(reply(grid(text)), delay_s=5.0)  # longer than --timeout: the client retries
+        return Scripted(reply(grid(text)), delay_s=10.0)  # longer than --timeout: the client retries
     if key == "busy" and n == 0:
         return Scripted(status=429, headers={"Retry-After": "1"})
     if key == "hopeless":
@@ -60,7 +60,7 @@ def built(tmp_path_factory):
     with ScriptedServer(script) as server:
         code = main(["build", "mosaic", "--themes", str(tmp / "themes.jsonl"), "--generator", "http",
                      "--base-url", server.url, "--model", "scripted", "--api-key", "sk-test", "--out", str(tmp / "out"),
-                     "--concurrency", "3", "--timeout", "3", "--max-retries", "2", "--no-progress",
+                     "--concurrency", "3", "--timeout", "6", "--max-retries", "2", "--no-progress",
                      "--split-fractions", "train=0.5,test=0.5"])
     return tmp, server, code
 

@@ -177,10 +177,10 @@ def test_http_retry_after_backoff_and_usage():
 
 
 def test_http_timeout_is_retried_and_missing_usage_is_none():
-    answers = [Scripted("late", delay_s=1.5), Scripted("fast", usage=None)]
+    answers = [Scripted("late", delay_s=5.0), Scripted("fast", usage=None)]
     sleeps = []
     with ScriptedServer(lambda request, n: answers[n]) as server:
-        out = http_client(server, sleeps, timeout_s=0.3).generate(MESSAGES, seed=1)
+        out = http_client(server, sleeps, timeout_s=2.0).generate(MESSAGES, seed=1)
     assert out.text == "fast" and out.prompt_tokens is None and len(sleeps) == 1 and len(server.seen) == 2
 
 

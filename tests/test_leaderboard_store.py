@@ -7,7 +7,6 @@ import ast
 import json
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -185,13 +184,20 @@ def test_claims_are_exclusive_under_concurrency(tmp_path):
     assert {r.attempts for r in queue.list()} == {1} and {r.status for r in queue.list()} == {"running"}
 
 
-def test_expired_claim_moves_on_and_the_stale_worker_cannot_finish(results, benchmarks, tmp_path):
+def test_expired_claim_moves_on_and_the_stale_worker_cannot_finish(results, benchmarks, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from leaderboard_app import scoring_queue
+
+    clock = [1.8e9]  # the queue's clock, moved by hand: no lease expires because the machine was slow
+    monkeypatch.setattr(scoring_queue, "time", SimpleNamespace(time=lambda: clock[0]))
     queue = RequestQueue(Store(tmp_path / "q.db"))
     assert queue.enqueue("org/model", None, Labels()).ok
     assert not queue.enqueue("org/model", None, Labels()).ok  # already queued
     a = queue.claim("A", lease_s=2.0, max_attempts=3)
+    clock[0] += 1.9
     assert queue.claim("B", lease_s=60, max_attempts=3) is None  # A's lease is live
-    time.sleep(2.1)
+    clock[0] += 0.2
     b = queue.claim("B", lease_s=60, max_attempts=3)
     assert b.id == a.id and b.attempts == 2 and b.claim_token != a.claim_token
     sub = parse_results(_raw(results), benchmarks)
@@ -204,7 +210,7 @@ def test_expired_claim_moves_on_and_the_stale_worker_cannot_finish(results, benc
     assert queue.enqueue("org/other", None, Labels()).ok
     for worker in ("C", "D"):
         assert queue.claim(worker, lease_s=0.05, max_attempts=2) is not None
-        time.sleep(0.1)
+        clock[0] += 0.1
     assert queue.claim("E", lease_s=60, max_attempts=2) is None  # gives up instead of looping
     failed = queue.get(2)
     assert failed.status == "failed" and "gave up after 2 attempts" in failed.error

@@ -1,0 +1,113 @@
+"""Hub model ids, through a local stand-in for the Hub (tests/fake_hub.py) and the real huggingface_hub
+client: `mosaic train` and `mosaic eval` fetch the snapshot once, record its commit, and work from the
+cache when the Hub cannot be reached; errors name the repo, the revision and the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from baselines_helpers import train_data  # noqa: F401
+from fake_hub import FakeHub, serving
+
+from mosaic.models import hub_files
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(("repo", "picked"), [
+    (["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "README.md", ".gitattributes",
+      "onnx/model.safetensors", "onnx/config.json", "consolidated.safetensors", "pytorch_model.bin",
+      "training_args.bin", "chat_template.jinja", "generation_config.json"],
+     ["chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+      "tokenizer_config.json"]),
+    (["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json", "tokenizer.model", "merges.txt", "vocab.json", "notes.txt"],
+     ["config.json", "merges.txt", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json", "tokenizer.model", "vocab.json"]),
+    (["config.json", "pytorch_model.bin", "training_args.bin", "vocab.txt", "spiece.model"],
+     ["config.json", "pytorch_model.bin", "spiece.model", "vocab.txt"]),
+    (["adapter_config.json", "adapter_model.safetensors", "tokenizer.json"], []),
+    (["config.json", "weights/model.safetensors"], []),
+])
+def test_hub_files_takes_top_level_configs_tokenizer_and_one_weights_format(repo, picked):
+    assert hub_files(repo) == picked
+
+
+def _mosaic(*args, env):
+    proc = subprocess.run([sys.executable, "-m", "mosaic.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _env(endpoint: str, cache) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    return {**env, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def test_train_and_eval_a_hub_model_online_then_from_the_cache(tiny_model_dir, train_data, tmp_path):  # noqa: F811
+    hub = FakeHub({"org/tiny": FakeHub.repo_from_folder(tiny_model_dir, SHA, {"onnx/model.safetensors": b"x",
+                                                                               "README.md": b"# tiny"})})
+    cache, adapter = tmp_path / "hub", tmp_path / "adapter"
+    eval_args = ("--data", train_data, "--configs", "demo", "--metrics", "ref_loss", "--no-progress")
+    with serving(hub):
+        online = _env(hub.url, cache)
+        code, _, err = _mosaic("train", "--method", "srt", "--model", "org/tiny", "--data", train_data, "--config",
+                               "demo", "--max-steps", 1, "--warmup-ratio", 0, "--lr", 0.01, "--batch-size", 2,
+                               "--max-length", 64, "--pack-length", 128, "--out", adapter, "--no-progress", env=online)
+        assert code == 0, err[-3000:]
+        code, _, err = _mosaic("eval", "--model", "org/tiny", "--revision", "main", "--adapter", adapter,
+                               *eval_args, "--out", tmp_path / "online.json", env=online)
+        assert code == 0, err[-3000:]
+        fetched = [r.split(f"/resolve/{SHA}/")[1] for r in hub.requests if r.startswith("GET ") and "/resolve/" in r]
+        code, _, err = _mosaic("eval", "--model", "org/tiny", "--revision", "nope", *eval_args, "--out",
+                               tmp_path / "x.json", env=online)
+        assert code == 2 and "model 'org/tiny' at revision 'nope': the Hub repo has no such branch, tag or" in err
+        code, _, err = _mosaic("eval", "--model", "org/other", *eval_args, "--out", tmp_path / "x.json", env=online)
+        assert code == 2 and "model 'org/other': no such model on the Hub" in err and "Traceback" not in err
+    card = json.loads((adapter / "training_card.json").read_text())
+    assert card["model"]["id"] == "org/tiny" and card["model"]["revision"] == SHA
+    assert card["model"]["weights_hash"] and card["config"]["revision"] is None
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/tiny"
+    res = json.loads((tmp_path / "online.json").read_text())
+    assert res["model"]["id"] == "org/tiny" and res["model"]["revision"] == SHA
+    assert res["model"]["weights_hash"] == card["model"]["weights_hash"]  # the adapter's base check ran on it
+    assert "onnx/model.safetensors" not in fetched and "README.md" not in fetched and "model.safetensors" in fetched
+    assert len(fetched) == len(set(fetched))  # the second command found the snapshot cached
+
+    closed = _env("http://127.0.0.1:9", cache)  # discard port, outside the ephemeral range: always refused
+    code, _, err = _mosaic("eval", "--model", "org/tiny", *eval_args, "--out", tmp_path / "cached.json", env=closed)
+    assert code == 0, err[-3000:]
+    assert f"the Hub cannot be reached ([Errno 111] Connection refused); using the cached copy of org/tiny " \
+           f"(commit {SHA})" in err and "Retry" not in err
+    cached = json.loads((tmp_path / "cached.json").read_text())
+    assert cached["model"]["revision"] == SHA
+    assert cached["metrics"]["demo/ref_loss"]["value"] != res["metrics"]["demo/ref_loss"]["value"]  # no adapter
+    code, _, err = _mosaic("eval", "--model", "org/tiny", *eval_args, "--out", tmp_path / "x.json",
+                           env={**closed, "HF_HUB_CACHE": str(tmp_path / "empty")})
+    assert code == 2 and "cannot load model 'org/tiny': the Hub cannot be reached" in err
+    assert f"the Hugging Face cache ({tmp_path / 'empty'}) holds no copy of it" in err and "hf download org/tiny" in err
+    assert len(err.strip().splitlines()) == 1 and "Retry" not in err  # one try, not a minute of retries
+
+
+def test_gated_and_weightless_repos_are_named(tmp_path, tiny_model_dir):
+    from mosaic.errors import MosaicError
+    from mosaic.models import fetch_hub_model
+
+    gated = FakeHub.repo_from_folder(tiny_model_dir, SHA)
+    gated.gated = True
+    adapter_only = FakeHub.repo_from_folder(tiny_model_dir, SHA)
+    adapter_only.files = {"adapter_config.json": b"{}", "adapter_model.safetensors": b"x"}
+    with serving(FakeHub({"org/gated": gated, "org/adapter": adapter_only})) as hub, \
+            pytest.MonkeyPatch.context() as mp:
+        mp.setattr("huggingface_hub.constants.ENDPOINT", hub.url)
+        mp.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+        with pytest.raises(MosaicError, match=r"model 'org/gated': gated on the Hub; accept its terms"):
+            fetch_hub_model("org/gated")
+        with pytest.raises(MosaicError, match=r"model 'org/adapter' at revision 'v2': the Hub repo has no such"):
+            fetch_hub_model("org/adapter", "v2")
+        with pytest.raises(MosaicError, match=r"model 'org/adapter': the Hub repo has no weights transformers loads"):
+            fetch_hub_model("org/adapter")
