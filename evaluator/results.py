@@ -1,10 +1,10 @@
 """The results file (schema version 1): what `mosaic eval` writes and the leaderboard reads.
 
 Top level: schema_version, suite, created, model {id, revision, weights_hash, num_parameters,
-dtype, device} (null when only generations were rescored), adapter (null, or path, hash,
-base_model, peft_type, r, training_card), data {source, split, configs {name: {layout, rows,
-fingerprint}}}, config (every scoring option + eval_config_hash), notes, metrics, generations_file,
-environment, timings_s.
+dtype, device} (null when only generations were rescored), adapter (null, or path, repo ({id,
+revision} for a Hub adapter, else null), hash, base_model, peft_type, r, training_card), data
+{source, split, configs {name: {layout, rows, fingerprint}}}, config (every scoring option +
+eval_config_hash), notes, metrics, generations_file, environment, timings_s.
 metrics: "<config>/<metric>" -> {metric, config, value, n, n_clusters, ci95 [lo, hi] | null,
 higher_is_better, version, skipped (rows the metric could not score, a count), per_domain {domain:
 {value, n, n_clusters, ci95}}, extra?}.

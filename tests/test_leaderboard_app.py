@@ -147,12 +147,15 @@ def test_admin_actions_over_the_api(client, results, tmp_path):
 def test_queue_a_model_and_the_worker_scores_it(app, client, model_root, tmp_path):
     _, ok = client.predict(str(model_root / "tiny"), "", "MRT", "2", "GRADES", api_name="/queue_model")
     _, hub = client.predict("org/not-on-this-machine", "", "", "", "", api_name="/queue_model")
-    assert ok["ok"] and hub["ok"]
-    for spec, message in (("/etc", "not under an allow-listed model root"),
-                          (str(model_root / "tiny" / ".." / ".."), "not under an allow-listed"),
-                          ("--trust-remote-code", "neither a Hub id")):
-        _, refused = client.predict(spec, "", "", "", "", api_name="/queue_model")
-        assert not refused["ok"] and message in refused["message"]
+    _, hub_adapter = client.predict("org/base", "org/lora-adapter", "", "", "", api_name="/queue_model")
+    assert ok["ok"] and hub["ok"] and hub_adapter["ok"]
+    for spec, adapter, message in (("/etc", "", "not under an allow-listed model root"),
+                                   (str(model_root / "tiny" / ".." / ".."), "", "not under an allow-listed"),
+                                   ("--trust-remote-code", "", "model '--trust-remote-code' is neither a Hub id"),
+                                   ("org/base", "org/a/b", "adapter 'org/a/b' is neither a Hub id"),
+                                   ("org/base", "/etc", "adapter '/etc' is not under an allow-listed")):
+        _, refused = client.predict(spec, adapter, "", "", "", api_name="/queue_model")
+        assert not refused["ok"] and message in refused["message"], refused
     assert client.predict(ok["id"], api_name="/request_status")["status"] == "pending"
     worker = start_worker(app.db, model_root, "--once")
     out, _ = worker.communicate(timeout=400)
