@@ -1,6 +1,7 @@
-"""A local stand-in for the Hugging Face Hub's model API, enough for huggingface_hub's `model_info`,
-`snapshot_download` and `hf_hub_download` (repo info, recursive tree, file HEAD/GET, the error codes the
-client maps to its exceptions). Point HF_ENDPOINT at `url`; `requests` lists the paths asked for."""
+"""A local stand-in for the Hugging Face Hub's model and dataset API, enough for huggingface_hub's
+`repo_info`, `snapshot_download` and `hf_hub_download` (repo info, recursive tree, file HEAD/GET, the
+error codes the client maps to its exceptions). Point HF_ENDPOINT at `url`; `requests` lists the paths
+asked for."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class FakeRepo:
 @dataclass
 class FakeHub:
     repos: dict[str, FakeRepo]
+    datasets: dict[str, FakeRepo] = field(default_factory=dict)
     url: str = ""
     requests: list[str] = field(default_factory=list)
 
@@ -54,8 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, {"X-Error-Code": code, "X-Error-Message": code, "Content-Type": "application/json"},
                    head)
 
-    def _resolve(self, repo_id: str, revision: str | None, head: bool = False) -> FakeRepo | None:
-        repo = self.hub.repos.get(repo_id)
+    def _resolve(self, repo_id: str, revision: str | None, head: bool = False, kind: str = "models"):
+        repo = (self.hub.repos if kind == "models" else self.hub.datasets).get(repo_id)
         if repo is None:
             self._error(404, "RepoNotFound", head)
             return None
@@ -71,24 +73,27 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlparse(self.path).path)
         self.hub.requests.append(f"{self.command} {path}")
         parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "models"] and len(parts) >= 4:
+        kind = "datasets" if parts[:1] == ["datasets"] or parts[:2] == ["api", "datasets"] else "models"
+        if parts[:1] == ["datasets"]:
+            parts = parts[1:]
+        if parts[:2] == ["api", kind] and len(parts) >= 4:
             repo_id, rest = "/".join(parts[2:4]), parts[4:]
             if not rest or rest[0] == "revision":
-                repo = self._resolve(repo_id, rest[1] if len(rest) > 1 else None, head)
+                repo = self._resolve(repo_id, rest[1] if len(rest) > 1 else None, head, kind)
                 if repo:
                     info = {"id": repo_id, "modelId": repo_id, "sha": repo.sha, "private": False,
                             "siblings": [{"rfilename": name} for name in repo.files]}
                     self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"}, head)
                 return
             if rest[0] == "tree":
-                repo = self._resolve(repo_id, rest[1] if len(rest) > 1 else None, head)
+                repo = self._resolve(repo_id, rest[1] if len(rest) > 1 else None, head, kind)
                 if repo:
                     tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                             for name, data in repo.files.items()]
                     self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
                 return
         if len(parts) >= 5 and parts[2] == "resolve":
-            repo = self._resolve("/".join(parts[:2]), parts[3], head)
+            repo = self._resolve("/".join(parts[:2]), parts[3], head, kind)
             if repo:
                 name = "/".join(parts[4:])
                 if name not in repo.files:
