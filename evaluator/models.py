@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
-from mosaic.hub_models import ADAPTER_FILES, fetch_hub_snapshot, is_hub_id
+from mosaic.hub_fetch import ADAPTER_FILES, fetch_hub_snapshot, is_hub_id
 from mosaic.models import DEFAULT_MODEL, check_tokenizer_files, choose_device, file_hash, peft_quieted, resolve_model
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model"]

@@ -22,6 +22,7 @@ import yaml
 
 from mosaic.errors import MosaicError, ValidationFailed
 from mosaic.fingerprint import fingerprint
+from mosaic.hub_fetch import fetch_dataset_card, fetch_dataset_files
 from mosaic.schema import FEATURES, MCQ, RECORD, detect_layout, validate
 
 FORMAT_VERSION = 1
@@ -255,14 +256,24 @@ def read_manifest(source: str | Path) -> dict[str, Any]:
 
 
 def _fetch_card(repo_id: str) -> Path:
-    from huggingface_hub import hf_hub_download
+    return Path(fetch_dataset_card(repo_id)[0])
 
-    try:
-        return Path(hf_hub_download(repo_id, "README.md", repo_type="dataset")).parent
-    except Exception as exc:  # network, auth, not found: all mean "cannot read this repo"
-        raise MosaicError(f"{repo_id}: cannot read the dataset card from the Hub ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}); pass an exported folder "
-                          "instead, or check the id and your connection") from exc
+
+def _split_patterns(card: dict[str, Any], config: str, split: str) -> list[str]:
+    """The card's data_files paths (globs, relative to the repo root) of one config/split."""
+    entry = next((c for c in card.get("configs", []) if c.get("config_name") == config), None)
+    return [f["path"] for f in (entry or {}).get("data_files", []) if f.get("split") == split]
+
+
+def _fetch_split(repo_id: str, config: str, split: str) -> Path | None:
+    """The snapshot folder of a Hub dataset holding its card and one config/split's data files, at the
+    card's commit; None when those are not all parquet files (`datasets.load_dataset` reads them)."""
+    card_folder, commit = fetch_dataset_card(repo_id)
+    patterns = _split_patterns(_read_card_yaml(Path(card_folder)), config, split)
+    if not patterns:
+        return None
+    folder = Path(fetch_dataset_files(repo_id, commit, patterns, f"config {config!r} split {split!r}"))
+    return folder if all(p.suffix == ".parquet" for pat in patterns for p in folder.glob(pat)) else None
 
 
 def check_config_split(manifest: dict[str, Any], source: str, config: str, split: str | None = None) -> None:
@@ -277,13 +288,17 @@ def load_split(source: str | Path, config: str, split: str):
     """`datasets.Dataset` for one config/split of a folder or Hub repo, checked against the card.
 
     A local folder is read straight from its parquet shards (the files on disk, never a stale
-    cache); a Hub repo goes through `datasets.load_dataset`."""
+    cache); so is a Hub repo's snapshot of the card and that split's parquet files, fetched into the
+    Hugging Face cache (the cached copy when the Hub cannot be reached). Data files other than
+    parquet go through `datasets.load_dataset`."""
     from datasets import load_dataset
 
     source = str(source)
     manifest = read_manifest(source)
     check_config_split(manifest, source, config, split)
     folder = Path(source)
+    if not folder.is_dir():
+        folder = _fetch_split(source, config, split) or folder
     try:
         ds = _read_shards(folder, config, split) if folder.is_dir() else load_dataset(source, config, split=split)
     except MosaicError:
@@ -325,8 +340,7 @@ def _read_shards(folder: Path, config: str, split: str):
     from datasets import Dataset, DatasetInfo, Features
 
     card = _read_card_yaml(folder)
-    entry = next((c for c in card.get("configs", []) if c.get("config_name") == config), None)
-    patterns = [f["path"] for f in (entry or {}).get("data_files", []) if f.get("split") == split]
+    patterns = _split_patterns(card, config, split)
     files = sorted({p for pat in patterns for p in folder.glob(pat)})
     if not files:
         raise MosaicError(f"{folder}: no data files for config {config!r} split {split!r} (card paths {patterns})")

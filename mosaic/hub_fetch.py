@@ -1,11 +1,13 @@
-"""Models and LoRA adapters named by a Hub id: which of the repo's files to fetch, fetched once into the
-Hugging Face cache at a revision, and the cached copy when the Hub cannot be reached.
+"""Models, LoRA adapters and datasets named by a Hub id: which of the repo's files to fetch, fetched
+once into the Hugging Face cache at a revision, and the cached copy when the Hub cannot be reached.
 
-Only top-level files are taken: configs, tokenizer files and weights under the names transformers and
-peft save (a repo's `onnx/`, `gguf/` or original-checkpoint copies are not downloaded)."""
+Models and adapters: top-level files only, configs, tokenizer files and weights under the names
+transformers and peft save (a repo's `onnx/`, `gguf/` or original-checkpoint copies are not
+downloaded). Datasets: what the caller picks (the card, one config/split's data files)."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import sys
 from collections.abc import Callable
@@ -53,6 +55,7 @@ class HubKind:
     pick: Callable[[list[str]], list[str]]
     anchor: str
     needs: str
+    repo_type: str = "model"
 
 
 MODEL_FILES = HubKind("model", "--model", model_files, "config.json", "weights transformers loads at its top "
@@ -69,8 +72,9 @@ def fetch_hub_snapshot(repo_id: str, revision: str | None, kind: HubKind, timeou
     from huggingface_hub.errors import GatedRepoError, HTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     label = f"{kind.noun} {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+    where = {"repo_type": kind.repo_type, "revision": revision}
     try:
-        info = HfApi().model_info(repo_id, revision=revision, timeout=timeout)
+        info = HfApi().repo_info(repo_id, timeout=timeout, **where)
     except GatedRepoError:
         raise MosaicError(f"{label}: gated on the Hub; accept its terms on huggingface.co/{repo_id} and log in "
                           "(`hf auth login`, or set HF_TOKEN)") from None
@@ -81,19 +85,49 @@ def fetch_hub_snapshot(repo_id: str, revision: str | None, kind: HubKind, timeou
                           "HF_TOKEN)") from None
     except (HTTPError, OSError) as exc:  # offline, refused, timed out, HF_HUB_OFFLINE=1, a server error
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        found = try_to_load_from_cache(repo_id, kind.anchor, revision=revision)
+        found = try_to_load_from_cache(repo_id, kind.anchor, **where)
         folder = Path(found).parent if isinstance(found, str) else None
-        if folder is None or not kind.pick(sorted(p.name for p in folder.iterdir())):
+        cached = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder else []
+        if not kind.pick(cached):
+            download = "hf download " + ("" if kind.repo_type == "model" else f"--repo-type {kind.repo_type} ")
+            copy = "copy" if folder is None else "complete copy"
             raise MosaicError(f"cannot load {label}: the Hub cannot be reached ({reason}) and the Hugging Face "
-                              f"cache ({constants.HF_HUB_CACHE}) holds no {'copy' if folder is None else 'weights'} "
-                              f"of it; pass a local folder with {kind.flag}, or fetch it where there is network "
-                              f"(`hf download {repo_id}`)") from None
-        print(f"mosaic: the Hub cannot be reached ({reason}); using the cached copy of {repo_id} "
-              f"(commit {folder.name})", file=sys.stderr)
+                              f"cache ({constants.HF_HUB_CACHE}) holds no {copy} of it; pass a local folder with "
+                              f"{kind.flag}, or fetch it where there is network (`{download}{repo_id}`)") from None
+        if (repo_id, folder.name) not in _NOTED:  # once per process, however many files are read from it
+            _NOTED.add((repo_id, folder.name))
+            print(f"mosaic: the Hub cannot be reached ({reason}); using the cached copy of {repo_id} "
+                  f"(commit {folder.name})", file=sys.stderr)
         return str(folder), folder.name
     files = kind.pick([s.rfilename for s in info.siblings or []])
     if not files:
         raise MosaicError(f"{label}: the Hub repo has no {kind.needs}")
     # by the revision's name, so the cache records where it points (refs/) for later offline runs
-    folder = snapshot_download(repo_id, revision=revision, allow_patterns=files)
+    folder = snapshot_download(repo_id, allow_patterns=files, **where)
     return folder, Path(folder).name
+
+
+_NOTED: set[tuple[str, str]] = set()  # (repo, commit) pairs whose offline use was reported
+
+
+def _dataset(pick: Callable[[list[str]], list[str]], needs: str) -> HubKind:
+    return HubKind("dataset", "--data", pick, "README.md", needs, repo_type="dataset")
+
+
+_CARD = _dataset(lambda names: ["README.md"] if "README.md" in names else [], "README.md dataset card")
+
+
+def fetch_dataset_card(repo_id: str) -> tuple[str, str]:
+    """(snapshot folder holding README.md, commit) of a Hub dataset's main branch."""
+    return fetch_hub_snapshot(repo_id, None, _CARD)
+
+
+def fetch_dataset_files(repo_id: str, commit: str, patterns: list[str], what: str) -> str:
+    """The snapshot folder at `commit` holding the card and the files matching `patterns` (globs from
+    the repo root, as a card's data_files paths); `what` names them in errors."""
+
+    def pick(names: list[str]) -> list[str]:
+        data = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        return sorted(["README.md", *data]) if data and "README.md" in names else []
+
+    return fetch_hub_snapshot(repo_id, commit, _dataset(pick, f"data files for {what} (card paths {patterns})"))[0]

@@ -13,10 +13,11 @@ import pytest
 from baselines_helpers import train_data  # noqa: F401
 from fake_hub import FakeHub, serving
 
-from mosaic.hub_models import adapter_files, model_files
+from mosaic.hub_fetch import adapter_files, model_files
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 LORA_SHA = "fedcba9876543210fedcba9876543210fedcba98"
+DATA_SHA = "00112233445566778899aabbccddeeff00112233"
 
 
 @pytest.mark.parametrize(("repo", "picked"), [
@@ -133,7 +134,7 @@ def test_train_and_eval_a_hub_model_and_adapter_online_then_from_the_cache(tiny_
 
 def test_gated_and_weightless_repos_are_named(tmp_path, tiny_model_dir):
     from mosaic.errors import MosaicError
-    from mosaic.hub_models import MODEL_FILES, fetch_hub_snapshot
+    from mosaic.hub_fetch import MODEL_FILES, fetch_hub_snapshot
 
     gated = FakeHub.repo_from_folder(tiny_model_dir, SHA)
     gated.gated = True
@@ -149,3 +150,43 @@ def test_gated_and_weightless_repos_are_named(tmp_path, tiny_model_dir):
             fetch_hub_snapshot("org/adapter", "v2", MODEL_FILES)
         with pytest.raises(MosaicError, match=r"model 'org/adapter': the Hub repo has no weights transformers loads"):
             fetch_hub_snapshot("org/adapter", None, MODEL_FILES)
+
+
+def _load_split(env, config: str = "demo", split: str = "test"):
+    probe = (f"from mosaic.hub import load_split; ds = load_split('org/bench', {config!r}, {split!r}); "
+             "print(len(ds), sorted(ds['id']))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env)
+    return proc.returncode, proc.stdout.strip(), proc.stderr
+
+
+def test_a_hub_dataset_split_is_read_from_its_snapshot_online_and_offline(train_data, tmp_path):  # noqa: F811
+    from mosaic.hub import load_split
+
+    repo = FakeHub.repo_from_folder(train_data, DATA_SHA, {"other/test-00000-of-00001.parquet": b"not parquet"})
+    hub = FakeHub({}, datasets={"org/bench": repo})
+    expected = f"4 {sorted(load_split(train_data, 'demo', 'test')['id'])}"
+    cache = tmp_path / "hub"
+    with serving(hub):
+        online = _env(hub.url, cache)
+        code, out, err = _load_split(online)
+        assert code == 0 and out == expected, err[-3000:]
+        fetched = sorted(r.split("/resolve/")[1] for r in hub.requests if r.startswith("GET ") and "/resolve/" in r)
+        assert fetched == [f"{DATA_SHA}/README.md", f"{DATA_SHA}/demo/test-00000-of-00001.parquet"]  # that split
+        code, _, err = _load_split(online, config="nope")
+        assert code == 1 and "org/bench: unknown config 'nope'" in err
+        code, _, err = _mosaic("eval", "--data", "org/none", "--out", tmp_path / "x.json", env=online)
+        assert code == 2 and "dataset 'org/none': no such repo on the Hub" in err and "Traceback" not in err
+
+    closed = _env("http://127.0.0.1:9", cache)
+    code, out, err = _load_split(closed)
+    assert code == 0 and out == expected, err[-3000:]
+    note = f"the Hub cannot be reached ([Errno 111] Connection refused); using the cached copy of org/bench " \
+           f"(commit {DATA_SHA})"
+    assert err.count(note) == 1 and "Retry" not in err  # once, though the card and the split were looked up
+    code, _, err = _load_split(closed, split="train")  # that split was never fetched
+    assert code == 1 and "cannot load dataset 'org/bench' at revision '" + DATA_SHA + "'" in err
+    assert "holds no complete copy of it" in err and "hf download --repo-type dataset org/bench" in err
+    code, _, err = _mosaic("eval", "--data", "org/bench", "--out", tmp_path / "x.json",
+                           env={**closed, "HF_HUB_CACHE": str(tmp_path / "empty")})
+    assert code == 2 and "cannot load dataset 'org/bench': the Hub cannot be reached" in err
+    assert "holds no copy of it; pass a local folder with --data" in err and len(err.strip().splitlines()) == 1
