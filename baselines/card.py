@@ -3,7 +3,8 @@
 
 Fields (card_version 1): method, k, selector (and gamma / kernel when used), pairs, prefer,
 spl_alpha, spl_beta (preference methods), seed; data {source, config, split, fingerprint, rows,
-prompts, responses, examples, truncated, ...}; model {id, path, revision, weights_hash};
+prompts, responses, examples, truncated, ...}; model {id, path (the local folder; null for a Hub
+model), revision (its Hub commit), weights_hash};
 lora {r, alpha, dropout, targets}; optimisation {max_steps, steps, batch_size, grad_accum,
 processes, effective_batch, lr, scheduler, warmup_steps, weight_decay, max_grad_norm};
 runtime {device, precision, packing, compile, pack_length, max_length, gradient_checkpointing,

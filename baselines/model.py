@@ -10,7 +10,6 @@ the weights and wraps them with peft.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from baselines.config import TrainConfig
@@ -66,10 +65,9 @@ def inspect_model(cfg: TrainConfig) -> ModelSpec:
 
 
 def weights_hash(spec: ModelSpec) -> str | None:
-    from mosaic.models import file_hash
+    from mosaic.models import file_hash, model_weight_files
 
-    folder = Path(spec.source)
-    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    files = model_weight_files(spec.source, from_hub=spec.revision is not None)
     return file_hash(files) if files else None
 
 

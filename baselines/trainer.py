@@ -310,7 +310,8 @@ def train(cfg: TrainConfig) -> TrainResult | None:
     n_params = sum(p.numel() for p in model.parameters())
     card = build_card(cfg, data=data_card, k=target_k(cfg), processes=acc.num_processes, device=str(acc.device),
                       precision=precision, logits=steps.logits_path, curve=curve, throughput=throughput,
-                      model={"id": spec.model_id, "path": spec.source, "revision": spec.revision,
+                      model={"id": spec.model_id, "path": None if spec.revision else spec.source,
+                             "revision": spec.revision,
                              "weights_hash": weights_hash(spec), "num_parameters": n_params,
                              "trainable_parameters": sum(p.numel() for p in params)})
     write_card(out, card)

@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
-from mosaic.hub_fetch import ADAPTER_FILES, fetch_hub_snapshot, is_hub_id
-from mosaic.models import DEFAULT_MODEL, check_tokenizer_files, choose_device, file_hash, peft_quieted, resolve_model
+from mosaic.hub_fetch import ADAPTER_FILES, fetch_hub_snapshot, is_hub_id, weight_files
+from mosaic.models import (
+    DEFAULT_MODEL,
+    check_tokenizer_files,
+    choose_device,
+    file_hash,
+    model_weight_files,
+    peft_quieted,
+    resolve_model,
+)
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model"]
 
@@ -47,7 +55,7 @@ def load_model(spec: str = DEFAULT_MODEL, adapter: str | None = None, device: st
         torch_dtype = getattr(torch, dtype)
     where = f" at revision {revision!r}" if revision else ""
     check_tokenizer_files(source)
-    weights = sorted(Path(source).glob("*.safetensors")) + sorted(Path(source).glob("*.bin"))
+    weights = model_weight_files(source, from_hub=commit is not None)
     base_hash = file_hash(weights) if weights else None
     found = _check_adapter(adapter, adapter_revision, model_id, source, base_hash) if adapter else None
     for part in ("tokenizer", "model"):
@@ -110,7 +118,7 @@ def _check_adapter(adapter: str, revision: str | None, model_id: str, source: st
     cfg = _read_json(cfg_path)
     card_path = path / "training_card.json"
     card = _read_json(card_path) if card_path.exists() else None
-    files = sorted(path.glob("adapter_model.*"))
+    files = weight_files(ADAPTER_FILES, path) if repo else sorted(path.glob("adapter_model.*"))
     if not any(f.name in _ADAPTER_WEIGHTS for f in files):
         raise MosaicError(f"{adapter}: no adapter weights ({' or '.join(_ADAPTER_WEIGHTS)}) next to "
                           "adapter_config.json")

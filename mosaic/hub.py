@@ -262,7 +262,8 @@ def _fetch_card(repo_id: str) -> Path:
 def _split_patterns(card: dict[str, Any], config: str, split: str) -> list[str]:
     """The card's data_files paths (globs, relative to the repo root) of one config/split."""
     entry = next((c for c in card.get("configs", []) if c.get("config_name") == config), None)
-    return [f["path"] for f in (entry or {}).get("data_files", []) if f.get("split") == split]
+    paths = [f["path"] for f in (entry or {}).get("data_files", []) if f.get("split") == split]
+    return [p for path in paths for p in (path if isinstance(path, list) else [path])]
 
 
 def _fetch_split(repo_id: str, config: str, split: str) -> Path | None:

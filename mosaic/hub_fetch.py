@@ -1,29 +1,34 @@
 """Models, LoRA adapters and datasets named by a Hub id: which of the repo's files to fetch, fetched
-once into the Hugging Face cache at a revision, and the cached copy when the Hub cannot be reached.
+once into the Hugging Face cache at a revision's commit, and the cached copy when the Hub cannot be
+reached (network down, refused or timed out, HF_HUB_OFFLINE=1, a server error).
 
 Models and adapters: top-level files only, configs, tokenizer files and weights under the names
 transformers and peft save (a repo's `onnx/`, `gguf/` or original-checkpoint copies are not
-downloaded). Datasets: what the caller picks (the card, one config/split's data files)."""
+downloaded). Datasets: the card, then one config/split's data files.
+
+The Hub is asked once per repo and revision in a process, with a timeout and no retries; once it
+could not be reached, the rest of the process works from the cache without asking again."""
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mosaic.errors import MosaicError
 
-_SIDE_FILES = re.compile(r"[^/]+\.(json|jinja|tiktoken)|merges\.txt|vocab\.txt|tokenizer\.model|spiece\.model")
+_SIDE_FILES = re.compile(r"[^/]+\.(json|jinja|tiktoken)|merges\.txt|vocab\.txt|[^/]*tokenizer\.model|spiece\.model|"
+                         r"sentencepiece\.bpe\.model|spm\.model|tiktoken\.model")
 _MODEL_WEIGHTS = (re.compile(r"model(-\d+-of-\d+)?\.safetensors"), re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin"))
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def is_hub_id(spec: str) -> bool:
-    """ORG/NAME, as the Hub spells a repo (not a relative or absolute path)."""
-    return spec.count("/") == 1 and not spec.startswith((".", "/")) and not spec.endswith("/")
+    """Shaped as ORG/NAME, as the Hub spells a repo (not a relative, absolute or home path)."""
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not spec.endswith("/")
 
 
 def model_files(repo_files: list[str]) -> list[str]:
@@ -46,6 +51,14 @@ def adapter_files(repo_files: list[str]) -> list[str]:
                                                        else [])])
 
 
+def weight_files(kind: HubKind, folder: str | Path) -> list[Path]:
+    """The weight files `kind.pick` takes from a snapshot folder (what a weights hash covers: other
+    files a fuller download left there do not change it)."""
+    folder = Path(folder)
+    names = kind.pick(sorted(p.name for p in folder.iterdir()))
+    return [folder / n for n in names if n.endswith((".safetensors", ".bin"))]
+
+
 @dataclass(frozen=True)
 class HubKind:
     """One kind of Hub repo: the files to fetch, the file that marks a cached copy, and its names in errors."""
@@ -63,51 +76,106 @@ MODEL_FILES = HubKind("model", "--model", model_files, "config.json", "weights t
 ADAPTER_FILES = HubKind("adapter", "--adapter", adapter_files, "adapter_config.json", "adapter_config.json "
                         "with adapter_model.safetensors or adapter_model.bin at its top level")
 
+_INFO: dict[tuple[str, str, str | None], Any] = {}  # (repo type, repo, revision) -> the Hub's repo info
+_UNREACHABLE: list[str] = []  # why the Hub could not be reached, once it could not
+_NOTED: set[tuple[str, str]] = set()  # (repo, commit) pairs whose offline use was reported
+
 
 def fetch_hub_snapshot(repo_id: str, revision: str | None, kind: HubKind, timeout: float = 10.0) -> tuple[str, str]:
     """(snapshot folder, commit) of a Hub repo in the Hugging Face cache: the files `kind.pick` chooses,
-    downloaded at the revision's current commit (default: main); or, when the Hub cannot be reached (one
-    try of `timeout` s, no retries), the cached snapshot of that revision, with a note on stderr."""
-    from huggingface_hub import HfApi, constants, snapshot_download, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, HTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    downloaded at the revision's current commit (default: main); or, when the Hub cannot be reached, the
+    cached snapshot of that revision, with a note on stderr."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
     label = f"{kind.noun} {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
-    where = {"repo_type": kind.repo_type, "revision": revision}
     try:
-        info = HfApi().repo_info(repo_id, timeout=timeout, **where)
-    except GatedRepoError:
-        raise MosaicError(f"{label}: gated on the Hub; accept its terms on huggingface.co/{repo_id} and log in "
-                          "(`hf auth login`, or set HF_TOKEN)") from None
-    except RevisionNotFoundError:
-        raise MosaicError(f"{label}: the Hub repo has no such branch, tag or commit") from None
-    except RepositoryNotFoundError:
-        raise MosaicError(f"{label}: no such repo on the Hub (a private one needs `hf auth login` or "
-                          "HF_TOKEN)") from None
-    except (HTTPError, OSError) as exc:  # offline, refused, timed out, HF_HUB_OFFLINE=1, a server error
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        found = try_to_load_from_cache(repo_id, kind.anchor, **where)
-        folder = Path(found).parent if isinstance(found, str) else None
-        cached = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder else []
-        if not kind.pick(cached):
-            download = "hf download " + ("" if kind.repo_type == "model" else f"--repo-type {kind.repo_type} ")
-            copy = "copy" if folder is None else "complete copy"
-            raise MosaicError(f"cannot load {label}: the Hub cannot be reached ({reason}) and the Hugging Face "
-                              f"cache ({constants.HF_HUB_CACHE}) holds no {copy} of it; pass a local folder with "
-                              f"{kind.flag}, or fetch it where there is network (`{download}{repo_id}`)") from None
-        if (repo_id, folder.name) not in _NOTED:  # once per process, however many files are read from it
-            _NOTED.add((repo_id, folder.name))
-            print(f"mosaic: the Hub cannot be reached ({reason}); using the cached copy of {repo_id} "
-                  f"(commit {folder.name})", file=sys.stderr)
-        return str(folder), folder.name
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise _named(exc, label) from None
+    info = _repo_info(repo_id, revision, kind, label, timeout)
+    if info is None:
+        return _cached(repo_id, revision, kind, label)
     files = kind.pick([s.rfilename for s in info.siblings or []])
     if not files:
         raise MosaicError(f"{label}: the Hub repo has no {kind.needs}")
-    # by the revision's name, so the cache records where it points (refs/) for later offline runs
-    folder = snapshot_download(repo_id, allow_patterns=files, **where)
-    return folder, Path(folder).name
+    try:
+        folder = snapshot_download(repo_id, repo_type=kind.repo_type, revision=info.sha, allow_patterns=files)
+    except Exception as exc:  # gated files (the repo's info is public), a dropped connection, a full disk
+        raise _named(exc, label) from None
+    if revision != info.sha:  # downloaded by commit: record where the branch or tag points, for offline runs
+        ref = Path(folder).parents[1] / "refs" / (revision or "main")
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(info.sha)
+    return folder, info.sha
 
 
-_NOTED: set[tuple[str, str]] = set()  # (repo, commit) pairs whose offline use was reported
+def _repo_info(repo_id: str, revision: str | None, kind: HubKind, label: str, timeout: float):
+    """The Hub's info on the repo at `revision`, asked once per process; None when the Hub cannot be
+    reached (then and for the rest of the process)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
+
+    key = (kind.repo_type, repo_id, revision)
+    if key in _INFO or _UNREACHABLE:
+        return _INFO.get(key)
+    try:
+        _INFO[key] = HfApi().repo_info(repo_id, repo_type=kind.repo_type, revision=revision, timeout=timeout)
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status is not None and status < 500 and status != 429:
+            raise _named(exc, label) from None
+        _UNREACHABLE.append(f"HTTP {status}")
+    except (HTTPError, OSError) as exc:  # network down, refused, timed out; HF_HUB_OFFLINE=1
+        _UNREACHABLE.append(" ".join(str(exc).split())[:160] or type(exc).__name__)
+    return _INFO.get(key)
+
+
+def _named(exc: Exception, label: str) -> MosaicError:
+    """One line for an error the Hub answered with."""
+    from huggingface_hub import errors
+
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    if isinstance(exc, errors.HFValidationError):
+        return MosaicError(f"{label}: no such local folder, and not a valid Hub id ({first})")
+    if isinstance(exc, errors.GatedRepoError):
+        return MosaicError(f"{label}: gated on the Hub; accept its terms on its huggingface.co page and log in "
+                           "(`hf auth login`, or set HF_TOKEN)")
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return MosaicError(f"{label}: the Hub repo has no such branch, tag or commit")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return MosaicError(f"{label}: no such local folder, and no such repo on the Hub (a private one needs "
+                           "`hf auth login` or HF_TOKEN)")
+    return MosaicError(f"{label}: {type(exc).__name__}: {first[:300]}")
+
+
+def _cached(repo_id: str, revision: str | None, kind: HubKind, label: str) -> tuple[str, str]:
+    """The cached snapshot of the revision, complete by the download's own file list where the cache
+    keeps one (trees/), else by `kind.pick` finding what it needs in the folder."""
+    from huggingface_hub import constants, get_cached_repo_tree, try_to_load_from_cache
+
+    reason = _UNREACHABLE[0]
+    found = try_to_load_from_cache(repo_id, kind.anchor, repo_type=kind.repo_type, revision=revision)
+    folder = Path(found).parent if isinstance(found, str) else None
+    have = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder else []
+    try:
+        listed = [f.path for f in get_cached_repo_tree(repo_id, repo_type=kind.repo_type, revision=folder.name)
+                  ] if folder else []
+    except Exception:  # no tree cached (a snapshot filled by another tool, or an older huggingface_hub)
+        listed = have
+    wanted = kind.pick(listed)
+    if not wanted or not set(wanted) <= set(have):
+        download = "hf download " + ("" if kind.repo_type == "model" else f"--repo-type {kind.repo_type} ")
+        copy = "copy" if folder is None else "complete copy"
+        raise MosaicError(f"cannot load {label}: the Hub cannot be reached ({reason}) and the Hugging Face cache "
+                          f"({constants.HF_HUB_CACHE}) holds no {copy} of it; pass a local folder with {kind.flag}, "
+                          f"or fetch it where there is network (`{download}{repo_id}`)")
+    if (repo_id, folder.name) not in _NOTED:  # once per process, however many files are read from it
+        _NOTED.add((repo_id, folder.name))
+        print(f"mosaic: the Hub cannot be reached ({reason}); using the cached copy of {repo_id} "
+              f"(commit {folder.name})", file=sys.stderr)
+    return str(folder), folder.name
 
 
 def _dataset(pick: Callable[[list[str]], list[str]], needs: str) -> HubKind:
@@ -124,10 +192,13 @@ def fetch_dataset_card(repo_id: str) -> tuple[str, str]:
 
 def fetch_dataset_files(repo_id: str, commit: str, patterns: list[str], what: str) -> str:
     """The snapshot folder at `commit` holding the card and the files matching `patterns` (globs from
-    the repo root, as a card's data_files paths); `what` names them in errors."""
+    the repo root, as a card's data_files paths, matched as `datasets` does); `what` names them."""
+    from fsspec.utils import glob_translate
+
+    matchers = [re.compile(glob_translate(p)) for p in patterns]
 
     def pick(names: list[str]) -> list[str]:
-        data = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        data = [n for n in names if any(m.fullmatch(n) for m in matchers)]
         return sorted(["README.md", *data]) if data and "README.md" in names else []
 
     return fetch_hub_snapshot(repo_id, commit, _dataset(pick, f"data files for {what} (card paths {patterns})"))[0]

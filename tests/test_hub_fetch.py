@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from baselines_helpers import train_data  # noqa: F401
-from fake_hub import FakeHub, serving
+from fake_hub import FakeHub, FakeRepo, serving
 
 from mosaic.hub_fetch import adapter_files, model_files
 
@@ -85,7 +86,7 @@ def test_train_and_eval_a_hub_model_and_adapter_online_then_from_the_cache(tiny_
         for args, message in (
                 (("--model", "org/tiny", "--revision", "nope"),
                  "model 'org/tiny' at revision 'nope': the Hub repo has no such branch, tag or commit"),
-                (("--model", "org/other"), "model 'org/other': no such repo on the Hub"),
+                (("--model", "org/other"), "model 'org/other': no such local folder, and no such repo on the Hub"),
                 (("--model", "org/tiny", "--adapter", "org/tiny-lora", "--adapter-revision", "v0"),
                  "adapter 'org/tiny-lora' at revision 'v0': the Hub repo has no such branch, tag or commit"),
                 (("--model", "org/tiny", "--adapter", "org/tiny"), "adapter 'org/tiny': the Hub repo has no "
@@ -97,7 +98,7 @@ def test_train_and_eval_a_hub_model_and_adapter_online_then_from_the_cache(tiny_
             assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
     card = json.loads((adapter / "training_card.json").read_text())
     assert card["model"]["id"] == "org/tiny" and card["model"]["revision"] == SHA
-    assert card["model"]["weights_hash"] and card["config"]["revision"] is None
+    assert card["model"]["weights_hash"] and card["config"]["revision"] is None and card["model"]["path"] is None
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/tiny"
     local, from_hub = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local_adapter", "hub_adapter"))
     for res in (local, from_hub):
@@ -114,6 +115,11 @@ def test_train_and_eval_a_hub_model_and_adapter_online_then_from_the_cache(tiny_
                                                                     "adapter_model.safetensors",
                                                                     "training_card.json")])  # each once, no extras
 
+    snapshot = cache / "models--org--tiny" / "snapshots" / SHA
+    partial = tmp_path / "partial"
+    shutil.copytree(cache, partial, symlinks=True)
+    (partial / snapshot.relative_to(cache) / "tokenizer.json").unlink()  # as an interrupted download leaves it
+    (snapshot / "pytorch_model.bin").write_bytes(b"left by a fuller download")  # not part of the weights hash
     closed = _env("http://127.0.0.1:9", cache)  # discard port, outside the ephemeral range: always refused
     code, _, err = _mosaic("eval", "--model", "org/tiny", "--adapter", "org/tiny-lora", *eval_args, "--out",
                            tmp_path / "cached.json", env=closed)
@@ -125,6 +131,11 @@ def test_train_and_eval_a_hub_model_and_adapter_online_then_from_the_cache(tiny_
     cached = json.loads((tmp_path / "cached.json").read_text())
     assert cached["model"]["revision"] == SHA and cached["adapter"]["repo"]["revision"] == LORA_SHA
     assert cached["metrics"]["demo/ref_loss"]["value"] == value
+    assert cached["model"]["weights_hash"] == card["model"]["weights_hash"]
+    code, _, err = _mosaic("eval", "--model", "org/tiny", *eval_args, "--out", tmp_path / "x.json",
+                           env={**online, "HF_HUB_CACHE": str(partial), "HF_HUB_OFFLINE": "1"})
+    assert code == 2 and "cannot load model 'org/tiny': the Hub cannot be reached (Cannot reach" in err
+    assert "offline mode is enabled" in err and "holds no complete copy of it" in err
     code, _, err = _mosaic("eval", "--model", "org/tiny", *eval_args, "--out", tmp_path / "x.json",
                            env={**closed, "HF_HUB_CACHE": str(tmp_path / "empty")})
     assert code == 2 and "cannot load model 'org/tiny': the Hub cannot be reached" in err
@@ -132,24 +143,26 @@ def test_train_and_eval_a_hub_model_and_adapter_online_then_from_the_cache(tiny_
     assert len(err.strip().splitlines()) == 1 and "Retry" not in err  # one try, not a minute of retries
 
 
-def test_gated_and_weightless_repos_are_named(tmp_path, tiny_model_dir):
-    from mosaic.errors import MosaicError
-    from mosaic.hub_fetch import MODEL_FILES, fetch_hub_snapshot
-
+def test_gated_weightless_and_malformed_repos_are_named_in_one_line(tmp_path, tiny_model_dir):
     gated = FakeHub.repo_from_folder(tiny_model_dir, SHA)
-    gated.gated = True
-    adapter_only = FakeHub.repo_from_folder(tiny_model_dir, SHA)
-    adapter_only.files = {"adapter_config.json": b"{}", "adapter_model.safetensors": b"x"}
-    with serving(FakeHub({"org/gated": gated, "org/adapter": adapter_only})) as hub, \
-            pytest.MonkeyPatch.context() as mp:
-        mp.setattr("huggingface_hub.constants.ENDPOINT", hub.url)
-        mp.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
-        with pytest.raises(MosaicError, match=r"model 'org/gated': gated on the Hub; accept its terms"):
-            fetch_hub_snapshot("org/gated", None, MODEL_FILES)
-        with pytest.raises(MosaicError, match=r"model 'org/adapter' at revision 'v2': the Hub repo has no such"):
-            fetch_hub_snapshot("org/adapter", "v2", MODEL_FILES)
-        with pytest.raises(MosaicError, match=r"model 'org/adapter': the Hub repo has no weights transformers loads"):
-            fetch_hub_snapshot("org/adapter", None, MODEL_FILES)
+    gated.gated = True  # its info is public, its files are not: refused at the download
+    adapter_only = FakeRepo(SHA, {"adapter_config.json": b"{}", "adapter_model.safetensors": b"x"})
+    probe = ("import sys\nfrom mosaic.errors import MosaicError\nfrom mosaic.hub_fetch import MODEL_FILES, "
+             "fetch_hub_snapshot\nfor repo, rev in [('org/gated', None), ('org/adapter', 'v2'), ('org/adapter', None),"
+             " ('org/x--y', None), ('org/na me', None)]:\n    try:\n        fetch_hub_snapshot(repo, rev, MODEL_FILES)"
+             "\n    except MosaicError as exc:\n        print(exc)\n")
+    with serving(FakeHub({"org/gated": gated, "org/adapter": adapter_only})) as hub:
+        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                              env=_env(hub.url, tmp_path / "hub"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 5 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("model 'org/gated': gated on the Hub; accept its terms")
+    assert lines[1] == "model 'org/adapter' at revision 'v2': the Hub repo has no such branch, tag or commit"
+    assert lines[2].startswith("model 'org/adapter': the Hub repo has no weights transformers loads")
+    assert lines[3] == "model 'org/x--y': no such local folder, and not a valid Hub id (Cannot have -- or .. in " \
+                       "repo_id: 'org/x--y'.)"
+    assert lines[4].startswith("model 'org/na me': no such local folder, and not a valid Hub id (Repo id must")
 
 
 def _load_split(env, config: str = "demo", split: str = "test"):
@@ -175,7 +188,12 @@ def test_a_hub_dataset_split_is_read_from_its_snapshot_online_and_offline(train_
         code, _, err = _load_split(online, config="nope")
         assert code == 1 and "org/bench: unknown config 'nope'" in err
         code, _, err = _mosaic("eval", "--data", "org/none", "--out", tmp_path / "x.json", env=online)
-        assert code == 2 and "dataset 'org/none': no such repo on the Hub" in err and "Traceback" not in err
+        assert code == 2 and "dataset 'org/none': no such local folder, and no such repo on the Hub" in err
+        assert "Traceback" not in err
+        hub.api_status = 503  # a server error: the cached copy, as when the Hub cannot be reached at all
+        code, out, err = _load_split(online)
+        assert code == 0 and out == expected, err[-3000:]
+        assert f"the Hub cannot be reached (HTTP 503); using the cached copy of org/bench (commit {DATA_SHA})" in err
 
     closed = _env("http://127.0.0.1:9", cache)
     code, out, err = _load_split(closed)
