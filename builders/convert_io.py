@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from builders.convert_arrow import project_schema
 from mosaic.errors import MosaicError
+from mosaic.hub_fetch import hub_unreachable, offline_libraries
 
 
 def add_arguments(p: argparse.ArgumentParser, source: Any, *, responses: bool = True) -> None:
@@ -120,13 +123,25 @@ def open_source(source: Any, args: argparse.Namespace, split: str, hub_split: st
                 raise MosaicError(f"{path} has no rows (split {split})") from exc
             raise MosaicError(f"{path} (split {split}): cannot read it as {fmt} ({first_line(exc)})") from exc
     config = f" config {source.hub_config!r}" if source.hub_config else ""
+    unreachable = hub_unreachable(args.hub_id)  # one quick try, not datasets' minute of retries
+
+    def failed(why: str) -> MosaicError:
+        return MosaicError(f"cannot load {args.hub_id}{config} split {hub_split!r} from the Hugging Face Hub ({why}); "
+                           f"download it where the Hub is reachable and pass --source-file {split}=FILE (parquet or "
+                           "JSONL in the source's row format)")
+
+    if unreachable is not None and streaming:
+        raise failed(f"the Hub cannot be reached: {unreachable}; streaming needs it")
     try:
-        return load_dataset(args.hub_id, source.hub_config, split=hub_split, streaming=streaming)
-    except Exception as exc:  # offline, unknown id, auth: all mean "cannot read it from the Hub"
-        raise MosaicError(
-            f"cannot load {args.hub_id}{config} split {hub_split!r} from the Hugging Face Hub "
-            f"({first_line(exc)}); download it where the Hub is reachable and pass "
-            f"--source-file {split}=FILE (parquet or JSONL in the source's row format)") from exc
+        with offline_libraries() if unreachable is not None else nullcontext():  # then: datasets' own cache
+            ds = load_dataset(args.hub_id, source.hub_config, split=hub_split, streaming=streaming)
+    except Exception as exc:  # unknown id, auth, no cached copy: all mean "cannot read it from the Hub"
+        raise failed(first_line(exc) if unreachable is None else
+                     f"the Hub cannot be reached: {unreachable}; the datasets cache holds no copy") from exc
+    if unreachable is not None:
+        print(f"mosaic: the Hub cannot be reached ({unreachable}); read {args.hub_id} split {hub_split!r} from "
+              "the datasets cache", file=sys.stderr)
+    return ds
 
 
 def origin(source: Any, split: str, path: Path | None) -> str:

@@ -6,14 +6,17 @@ Models and adapters: top-level files only, configs, tokenizer files and weights 
 transformers and peft save (a repo's `onnx/`, `gguf/` or original-checkpoint copies are not
 downloaded). Datasets: the card, then one config/split's data files.
 
-The Hub is asked once per repo and revision in a process, with a timeout and no retries; once it
-could not be reached, the rest of the process works from the cache without asking again."""
+The Hub is asked once per repo and revision (for 5 minutes, in a long-running process), with a
+timeout and no retries; once it could not be reached, the process works from the cache without
+asking again for a minute."""
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +79,11 @@ MODEL_FILES = HubKind("model", "--model", model_files, "config.json", "weights t
 ADAPTER_FILES = HubKind("adapter", "--adapter", adapter_files, "adapter_config.json", "adapter_config.json "
                         "with adapter_model.safetensors or adapter_model.bin at its top level")
 
-_INFO: dict[tuple[str, str, str | None], Any] = {}  # (repo type, repo, revision) -> the Hub's repo info
-_UNREACHABLE: list[str] = []  # why the Hub could not be reached, once it could not
+# What this process learnt from the Hub: (repo type, repo, revision) -> (when, repo info), kept INFO_S;
+# and, for UNREACHABLE_S after a failed try, (when, why) it could not be reached.
+INFO_S, UNREACHABLE_S = 300.0, 60.0
+_INFO: dict[tuple[str, str, str | None], tuple[float, Any]] = {}
+_UNREACHABLE: list[tuple[float, str]] = []
 _NOTED: set[tuple[str, str]] = set()  # (repo, commit) pairs whose offline use was reported
 
 
@@ -117,19 +123,53 @@ def _repo_info(repo_id: str, revision: str | None, kind: HubKind, label: str, ti
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
-    key = (kind.repo_type, repo_id, revision)
-    if key in _INFO or _UNREACHABLE:
-        return _INFO.get(key)
+    key, now = (kind.repo_type, repo_id, revision), time.monotonic()
+    if key in _INFO and now - _INFO[key][0] < INFO_S:
+        return _INFO[key][1]
+    if unreachable_reason() is not None:
+        return None
     try:
-        _INFO[key] = HfApi().repo_info(repo_id, repo_type=kind.repo_type, revision=revision, timeout=timeout)
+        _INFO[key] = (now, HfApi().repo_info(repo_id, repo_type=kind.repo_type, revision=revision, timeout=timeout))
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status is not None and status < 500 and status != 429:
             raise _named(exc, label) from None
-        _UNREACHABLE.append(f"HTTP {status}")
+        _UNREACHABLE[:] = [(now, f"HTTP {status}")]
+        return None
     except (HTTPError, OSError) as exc:  # network down, refused, timed out; HF_HUB_OFFLINE=1
-        _UNREACHABLE.append(" ".join(str(exc).split())[:160] or type(exc).__name__)
-    return _INFO.get(key)
+        _UNREACHABLE[:] = [(now, " ".join(str(exc).split())[:160] or type(exc).__name__)]
+        return None
+    return _INFO[key][1]
+
+
+def unreachable_reason() -> str | None:
+    """Why the Hub could not be reached at the last try, within the last UNREACHABLE_S seconds; else None."""
+    if _UNREACHABLE and time.monotonic() - _UNREACHABLE[0][0] < UNREACHABLE_S:
+        return _UNREACHABLE[0][1]
+    return None
+
+
+def hub_unreachable(repo_id: str, repo_type: str = "dataset", timeout: float = 10.0) -> str | None:
+    """None when the Hub answers for the repo, else why it cannot be reached (one try, as for fetches);
+    a repo the Hub does not have, or refuses, is a named error."""
+    kind = HubKind(repo_type, "", lambda names: names, "", "", repo_type=repo_type)
+    info = _repo_info(repo_id, None, kind, f"{repo_type} {repo_id!r}", timeout)
+    return None if info is not None else unreachable_reason()
+
+
+@contextmanager
+def offline_libraries() -> Iterator[None]:
+    """huggingface_hub and datasets in their offline mode (as under HF_HUB_OFFLINE=1) inside the block:
+    they read their caches without trying the network, for a Hub found unreachable."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
 
 
 def _named(exc: Exception, label: str) -> MosaicError:
@@ -155,7 +195,7 @@ def _cached(repo_id: str, revision: str | None, kind: HubKind, label: str) -> tu
     keeps one (trees/), else by `kind.pick` finding what it needs in the folder."""
     from huggingface_hub import constants, get_cached_repo_tree, try_to_load_from_cache
 
-    reason = _UNREACHABLE[0]
+    reason = unreachable_reason()
     found = try_to_load_from_cache(repo_id, kind.anchor, repo_type=kind.repo_type, revision=revision)
     folder = Path(found).parent if isinstance(found, str) else None
     have = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder else []

@@ -93,8 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             if rest[0] == "tree":
                 repo = self._resolve(repo_id, rest[1] if len(rest) > 1 else None, head, kind)
                 if repo:
-                    tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                            for name, data in repo.files.items()]
+                    recursive = "recursive=true" in urlparse(self.path).query.lower()
+                    tree = _tree(repo, "/".join(rest[2:]), recursive)
                     self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
                 return
         if len(parts) >= 5 and parts[2] == "resolve":
@@ -115,6 +115,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self._route(head=True)
+
+
+def _tree(repo: FakeRepo, under: str, recursive: bool) -> list[dict]:
+    """The Hub's tree listing under a folder: its files (all below it when recursive) and subfolders."""
+    prefix = f"{under.strip('/')}/" if under.strip("/") else ""
+    entries: dict[str, dict] = {}
+    for name, data in repo.files.items():
+        if not name.startswith(prefix):
+            continue
+        parts = name[len(prefix):].split("/")
+        for depth in range(1, len(parts)):
+            folder = prefix + "/".join(parts[:depth])
+            if recursive or depth == 1:
+                entries[folder] = {"type": "directory", "path": folder, "oid": "0" * 40, "size": 0}
+        if recursive or len(parts) == 1:
+            entries[name] = {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+    return list(entries.values())
 
 
 @contextmanager

@@ -57,34 +57,64 @@ def test_every_converter_reads_the_hub_by_default(source, offline, tmp_path):
     assert rc == 2 and one_error_line(err) and "from the Hugging Face Hub" in err and "--source-file" in err
 
 
-@pytest.fixture
-def fake_hub(monkeypatch):
-    """datasets.load_dataset answering Hub ids with local fixtures (same call, same return types)."""
-    import datasets
-
-    real, calls = datasets.load_dataset, []
-    files = {"openbmb/UltraFeedback": UF, "deepmind/code_contests": FIXTURES / "codecontests" / "valid.jsonl",
-             "cais/mmlu": FIXTURES / "mmlu" / "dev.jsonl"}
-
-    def load_dataset(path, name=None, *, split=None, streaming=False, **kw):
-        if path not in files:  # local formats and exported folders load for real
-            return real(path, name, split=split, streaming=streaming, **kw)
-        calls.append((path, name, split, streaming))
-        return real("json", data_files=str(files[path]), split="train", streaming=streaming)
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    return calls
+MMLU_CARD = b"""---
+configs:
+- config_name: abstract_algebra
+  data_files:
+  - split: dev
+    path: abstract_algebra/dev-*
+---
+"""
 
 
-def test_hub_path_streams_large_sources_and_maps_split_names(fake_hub, tmp_path):
-    built("ultrafeedback", out=tmp_path / "uf")
-    built("codecontests", "--splits", "validation", out=tmp_path / "cc")
-    built("mmlu", "--splits", "dev", "--subject", "abstract_algebra", out=tmp_path / "mmlu")
-    assert fake_hub == [("openbmb/UltraFeedback", None, "train", True), ("deepmind/code_contests", None, "valid", True),
-                        ("cais/mmlu", "abstract_algebra", "dev", False)]
+def _hub_build(env, *args, out: Path) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-m", "mosaic.cli", "build", *map(str, args), "--out", str(out),
+                           "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr
+
+
+def test_hub_path_streams_large_sources_maps_split_names_and_reads_the_cache_offline(tmp_path):
+    """The converters' Hub path for real (datasets.load_dataset, huggingface_hub) against a local stand-in
+    for the Hub serving the fixtures in the layouts the real repos use."""
+    from fake_hub import FakeHub, FakeRepo, serving
+
+    hub = FakeHub({}, datasets={
+        "openbmb/UltraFeedback": FakeRepo("a" * 40, {"train.jsonl": UF.read_bytes()}),
+        "deepmind/code_contests": FakeRepo("b" * 40, {
+            "data/valid-00000-of-00001.jsonl": (FIXTURES / "codecontests" / "valid.jsonl").read_bytes()}),
+        "cais/mmlu": FakeRepo("c" * 40, {"README.md": MMLU_CARD, "abstract_algebra/dev-00000-of-00001.jsonl":
+                                         (FIXTURES / "mmlu" / "dev.jsonl").read_bytes()}),
+    })
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
+    mmlu = ("mmlu", "--splits", "dev", "--subject", "abstract_algebra")
+    with serving(hub):
+        online = {**env, "HF_ENDPOINT": hub.url}
+        for args, out in ((("ultrafeedback",), "uf"), (("codecontests", "--splits", "validation"), "cc"),
+                          (mmlu, "mmlu")):
+            code, err = _hub_build(online, *args, out=tmp_path / out)
+            assert code == 0, err[-3000:]
+    got = {r.split("/resolve/")[0].removeprefix("GET /datasets/") + " " + r.rsplit("/", 1)[1]
+           for r in hub.requests if r.startswith("GET ") and "/resolve/" in r and not r.endswith("README.md")}
+    assert sorted(got) == ["cais/mmlu dev-00000-of-00001.jsonl", "deepmind/code_contests valid-00000-of-00001.jsonl",
+                           "openbmb/UltraFeedback train.jsonl"]  # the Hub's split "valid" for --splits validation
+    cached = sorted(p.name for p in (tmp_path / "hf" / "datasets").iterdir() if p.is_dir())
+    assert cached == ["cais___mmlu"]  # streamed by default: UltraFeedback and CodeContests; MMLU downloaded
     built("ultrafeedback", "--source-file", UF, out=tmp_path / "file")
     assert load(tmp_path / "uf", "ultrafeedback", "train") == load(tmp_path / "file", "ultrafeedback", "train")
     assert load(tmp_path / "cc", "codecontests", "validation")[0]["id"] == "codecontests/validation-0/0"
+
+    offline = {**env, "HF_ENDPOINT": "http://127.0.0.1:9"}  # refused: one quick try, then datasets' cache
+    code, err = _hub_build(offline, *mmlu, out=tmp_path / "mmlu_offline")
+    assert code == 0, err[-3000:]
+    assert "mosaic: the Hub cannot be reached ([Errno 111] Connection refused); read cais/mmlu split 'dev' from " \
+           "the datasets cache" in err and "Retry" not in err
+    assert load(tmp_path / "mmlu_offline", "mmlu", "dev") == load(tmp_path / "mmlu", "mmlu", "dev")
+    code, err = _hub_build(offline, "ultrafeedback", out=tmp_path / "x")
+    assert code == 2 and one_error_line(err) and "Retry" not in err
+    assert "(the Hub cannot be reached: [Errno 111] Connection refused; streaming needs it)" in err
+    code, err = _hub_build(offline, "ultrafeedback", "--no-streaming", out=tmp_path / "x")
+    assert code == 2 and one_error_line(err) and "the datasets cache holds no copy" in err
 
 
 def test_streaming_and_two_processes_give_the_same_rows(tmp_path):
