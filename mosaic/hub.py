@@ -14,6 +14,7 @@ import difflib
 import math
 import re
 import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import yaml
 
 from mosaic.errors import MosaicError, ValidationFailed
 from mosaic.fingerprint import fingerprint
-from mosaic.hub_fetch import fetch_dataset_card, fetch_dataset_files
+from mosaic.hub_fetch import fetch_dataset_card, fetch_dataset_files, offline_libraries, unreachable_reason
 from mosaic.schema import FEATURES, MCQ, RECORD, detect_layout, validate
 
 FORMAT_VERSION = 1
@@ -301,7 +302,11 @@ def load_split(source: str | Path, config: str, split: str):
     if not folder.is_dir():
         folder = _fetch_split(source, config, split) or folder
     try:
-        ds = _read_shards(folder, config, split) if folder.is_dir() else load_dataset(source, config, split=split)
+        if folder.is_dir():
+            ds = _read_shards(folder, config, split)
+        else:  # data files other than parquet; from datasets' cache when the Hub was found unreachable
+            with offline_libraries() if unreachable_reason() is not None else nullcontext():
+                ds = load_dataset(source, config, split=split)
     except MosaicError:
         raise
     except Exception as exc:

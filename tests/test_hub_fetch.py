@@ -208,3 +208,22 @@ def test_a_hub_dataset_split_is_read_from_its_snapshot_online_and_offline(train_
                            env={**closed, "HF_HUB_CACHE": str(tmp_path / "empty")})
     assert code == 2 and "cannot load dataset 'org/bench': the Hub cannot be reached" in err
     assert "holds no copy of it; pass a local folder with --data" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_hub_dataset_of_json_lines_goes_through_datasets_and_its_cache_offline(train_data, tmp_path):  # noqa: F811
+    from mosaic.hub import load_split
+
+    repo = FakeHub.repo_from_folder(train_data, DATA_SHA)
+    for split in ("train", "test"):  # the card's paths demo/SPLIT-* now find JSON lines (one format a config)
+        del repo.files[f"demo/{split}-00000-of-00001.parquet"]
+        rows = load_split(train_data, "demo", split).to_list()
+        repo.files[f"demo/{split}-00000-of-00001.jsonl"] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    expected = f"4 {sorted(r['id'] for r in rows)}"
+    with serving(FakeHub({}, datasets={"org/bench": repo})) as hub:
+        online = {**_env(hub.url, tmp_path / "hub"), "HF_HOME": str(tmp_path / "home")}
+        code, out, err = _load_split(online)
+        assert code == 0 and out == expected, err[-3000:]
+    assert (tmp_path / "home" / "datasets" / "org___bench").is_dir()  # datasets.load_dataset read it
+    code, out, err = _load_split({**online, "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert code == 0 and out == expected, err[-3000:]
+    assert "Using the latest cached version of the dataset" in err and "Retry" not in err
