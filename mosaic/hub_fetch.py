@@ -118,8 +118,8 @@ def fetch_hub_snapshot(repo_id: str, revision: str | None, kind: HubKind, timeou
 
 
 def _repo_info(repo_id: str, revision: str | None, kind: HubKind, label: str, timeout: float):
-    """The Hub's info on the repo at `revision`, asked once per process; None when the Hub cannot be
-    reached (then and for the rest of the process)."""
+    """The Hub's info on the repo at `revision` (remembered for INFO_S); None when the Hub cannot be
+    reached (then, and without asking again, for UNREACHABLE_S)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
